@@ -1,0 +1,1 @@
+//! Support for the prometheus end-to-end tests.

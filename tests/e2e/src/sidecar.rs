@@ -1,0 +1,1 @@
+//! Support for the sidecar end-to-end tests.

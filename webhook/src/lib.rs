@@ -1,0 +1,3 @@
+//! Guardrail admission webhook: see README.md.
+
+pub mod signatures;

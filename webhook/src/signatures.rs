@@ -1,0 +1,1 @@
+//! Image signature verification (cosign). Owned by the signatures work.
