@@ -1,106 +1,41 @@
 //! TLS material for the Guardrail webhook: loading a serving certificate into rustls,
-//! generating a CA and serving certificate, hot rotation and expiry.
+//! generating a CA and serving certificate, hot rotation, expiry, mTLS and self-managed
+//! certificates in the cluster.
 //!
 //! The webhook binary only talks to this crate through [`TlsArgs`] (flattened into its
-//! `serve` command), [`ServingTls`] and [`GenerateArgs`] (its `certs generate` command),
-//! so this crate can grow (reload, mTLS, self-managed mode) without touching the webhook.
+//! `serve` command), [`ServingTls`] and [`GenerateArgs`] / [`generate`] (its
+//! `certs generate` command), so this crate can grow without touching the webhook.
 
-use std::{path::PathBuf, sync::Arc};
+mod args;
+mod client_auth;
+mod error;
+mod generate;
+mod inspect;
+mod load;
+mod metrics;
+mod reload;
+mod self_managed;
+mod serving;
 
-use prometheus_client::registry::Registry;
-use rustls::ServerConfig;
-use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-use tokio_util::sync::CancellationToken;
+use std::sync::{Arc, OnceLock};
 
-/// Errors of this crate. Every variant names the file or field it is about.
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    #[error("cannot read {what} from {path}: {source}")]
-    Read {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-}
+use rustls::crypto::CryptoProvider;
 
-/// TLS flags of `guardrail-webhook serve`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TlsArgs {
-    /// PEM certificate chain served to the API server (leaf first).
-    #[arg(long, value_name = "PEM")]
-    pub tls_cert: PathBuf,
-    /// PEM private key matching --tls-cert.
-    #[arg(long, value_name = "PEM")]
-    pub tls_key: PathBuf,
-}
+pub use args::*;
+pub use error::CertError;
+pub use generate::{
+    ca_bundle_base64, generate, service_dns_names, Authority, GenerateArgs, Issued, Validity,
+};
+pub use inspect::{inspect_certificate, CertInfo};
+pub use load::inspect_pem_file;
+pub use metrics::CertMetrics;
+pub use self_managed::{SelfManaged, SelfManagedSettings};
+pub use serving::ServingTls;
 
-/// The serving certificate of the webhook, ready for a TLS listener.
-pub struct ServingTls {
-    config: Arc<ServerConfig>,
-}
-
-impl ServingTls {
-    /// Loads (and validates) the serving material named by `args`, registers the
-    /// certificate metrics in `registry`, and keeps the material fresh until `shutdown`.
-    pub async fn start(
-        args: &TlsArgs,
-        _registry: &mut Registry,
-        _shutdown: CancellationToken,
-    ) -> Result<Self, CertError> {
-        let certs = read_pem_certs(&args.tls_cert)?;
-        let key = read_pem_key(&args.tls_key)?;
-        let mut config = ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Self {
-            config: Arc::new(config),
-        })
-    }
-
-    /// The rustls configuration to accept connections with (ALPN h2 and http/1.1).
-    pub fn server_config(&self) -> Arc<ServerConfig> {
-        self.config.clone()
-    }
-}
-
-fn read_pem_certs(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let bytes = std::fs::read(path).map_err(|source| CertError::Read {
-        what: "certificate",
-        path: path.clone(),
-        source,
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::Invalid {
-            path: path.clone(),
-            message: format!("not a PEM certificate chain: {e}"),
-        })?;
-    if certs.is_empty() {
-        return Err(CertError::Invalid {
-            path: path.clone(),
-            message: "no CERTIFICATE block found".into(),
-        });
-    }
-    Ok(certs)
-}
-
-fn read_pem_key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, CertError> {
-    let bytes = std::fs::read(path).map_err(|source| CertError::Read {
-        what: "private key",
-        path: path.clone(),
-        source,
-    })?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| CertError::Invalid {
-        path: path.clone(),
-        message: format!("no usable PEM private key: {e}"),
-    })
+/// The workspace's one crypto provider (aws-lc-rs).
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
 }
