@@ -1,1 +1,51 @@
-fn main() {}
+//! `guardrail-webhook`: `serve`, `check`, `certs generate`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use guardrail_webhook::{
+    check::{self, EXIT_ERROR},
+    cli::{CertsCommand, Cli, Command},
+    server,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr: stdout carries `check` output and the listen addresses.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // Every error of this crate already prints its cause; `{:#}` would repeat it.
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            runtime.block_on(server::serve(args))?;
+            Ok(0)
+        }
+        Command::Check(args) => Ok(runtime.block_on(check::run(&args))?),
+        Command::Certs {
+            command: CertsCommand::Generate(args),
+        } => {
+            guardrail_certs::generate(&args)?;
+            Ok(0)
+        }
+    }
+}

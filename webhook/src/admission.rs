@@ -1,0 +1,212 @@
+//! One `admission.k8s.io/v1` AdmissionReview in, one out (same `uid`). A body that is
+//! not an AdmissionReview is a [`BadRequest`] (HTTP 400); an AdmissionReview whose object
+//! cannot be read is answered with a denial that says why.
+
+use kube::core::{
+    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
+    DynamicObject, Status,
+};
+use serde_json::Value;
+
+use crate::{
+    engine::{Engine, Verdict},
+    policy::PolicyName,
+    workload::{Workload, WorkloadKind},
+};
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// A request body that is not a usable AdmissionReview.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadRequest {
+    /// Metric label: `bad_json` or `not_admission_review`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The answer and what to record about it.
+pub struct Decision {
+    pub review: AdmissionReview<DynamicObject>,
+    /// Metric labels.
+    pub kind: &'static str,
+    pub operation: &'static str,
+    pub decision: &'static str,
+    /// Every finding (policy, enforced), for the violations metric.
+    pub findings: Vec<(PolicyName, bool)>,
+}
+
+/// Parses `body` and judges the object in it.
+pub async fn decide(engine: &Engine, body: &[u8]) -> Result<Decision, BadRequest> {
+    let (request, object, old_object) = parse(body)?;
+    let operation = operation_label(&request.operation);
+    let mut decision = Decision {
+        review: AdmissionResponse::from(&request).into_review(),
+        kind: "other",
+        operation,
+        decision: "skip",
+        findings: Vec::new(),
+    };
+    if matches!(request.operation, Operation::Delete | Operation::Connect) {
+        return Ok(decision);
+    }
+    let Some(kind) = WorkloadKind::from_group_kind(&request.kind.group, &request.kind.kind) else {
+        return Ok(decision);
+    };
+    decision.kind = kind.metric_label();
+    match (kind, request.sub_resource.as_deref()) {
+        (_, None | Some("")) | (WorkloadKind::Pod, Some("ephemeralcontainers")) => {}
+        // Status, scale and the like carry no new images or probes.
+        _ => return Ok(decision),
+    }
+    let response = AdmissionResponse::from(&request);
+    let Some(object) = object.filter(|o| !o.is_null()) else {
+        decision.decision = "deny";
+        decision.review = deny(response, "request.object is missing".into(), vec![]);
+        return Ok(decision);
+    };
+    let workload = match read(kind, &object, request.namespace.as_deref()) {
+        Ok(workload) => workload,
+        Err(message) => {
+            decision.decision = "deny";
+            decision.review = deny(response, format!("Guardrail {message}"), vec![]);
+            return Ok(decision);
+        }
+    };
+    let mut verdict = engine.evaluate(&workload).await;
+    if request.operation == Operation::Update {
+        if let Some(old) =
+            old_object.and_then(|o| read(kind, &o, request.namespace.as_deref()).ok())
+        {
+            verdict = verdict.grandfather(&engine.evaluate(&old).await);
+        }
+    }
+    decision.findings = verdict
+        .findings
+        .iter()
+        .map(|f| (f.violation.policy, f.enforced))
+        .collect();
+    decision.decision = label(&verdict);
+    let object_name = format!(
+        "{} {}{}",
+        kind,
+        workload
+            .namespace
+            .as_deref()
+            .map(|n| format!("{n}/"))
+            .unwrap_or_default(),
+        workload.name
+    );
+    decision.review = answer(response, &verdict, &object_name);
+    Ok(decision)
+}
+
+type Parsed = (
+    AdmissionRequest<DynamicObject>,
+    Option<Value>,
+    Option<Value>,
+);
+
+fn parse(body: &[u8]) -> Result<Parsed, BadRequest> {
+    let bad = |message: String| BadRequest {
+        reason: "not_admission_review",
+        message,
+    };
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| BadRequest {
+        reason: "bad_json",
+        message: format!("request body is not JSON: {e}"),
+    })?;
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != "AdmissionReview" || api_version != API_VERSION {
+        return Err(bad(format!(
+            "expected an {API_VERSION} AdmissionReview, got apiVersion {api_version:?} kind {kind:?} \
+             (set admissionReviewVersions: [v1] in the webhook configuration)"
+        )));
+    }
+    // The objects are read separately so an unreadable object gets a denial, not a 400.
+    let request = value
+        .get_mut("request")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| bad("AdmissionReview has no request object".into()))?;
+    let object = request.remove("object");
+    let old_object = request.remove("oldObject");
+    let review: AdmissionReview<DynamicObject> =
+        serde_path_to_error::deserialize(&value).map_err(|e| {
+            bad(format!(
+                "invalid AdmissionReview at {}: {}",
+                e.path(),
+                e.inner()
+            ))
+        })?;
+    let request = review
+        .try_into()
+        .map_err(|_| bad("AdmissionReview has no request".into()))?;
+    Ok((request, object, old_object))
+}
+
+fn read(kind: WorkloadKind, object: &Value, namespace: Option<&str>) -> Result<Workload, String> {
+    let mut workload = Workload::read(kind, object).map_err(|e| e.to_string())?;
+    if workload.namespace.is_none() {
+        workload.namespace = namespace.map(str::to_string);
+    }
+    Ok(workload)
+}
+
+fn answer(
+    response: AdmissionResponse,
+    verdict: &Verdict,
+    object: &str,
+) -> AdmissionReview<DynamicObject> {
+    let warnings = verdict.warnings();
+    if verdict.allowed() {
+        let mut response = response;
+        if !warnings.is_empty() {
+            response.warnings = Some(warnings);
+        }
+        response.into_review()
+    } else {
+        deny(response, verdict.denial_message(object), warnings)
+    }
+}
+
+fn deny(
+    response: AdmissionResponse,
+    message: String,
+    warnings: Vec<String>,
+) -> AdmissionReview<DynamicObject> {
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, "Forbidden").with_code(403);
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response.into_review()
+}
+
+fn label(verdict: &Verdict) -> &'static str {
+    match (
+        verdict.skipped.is_some(),
+        verdict.allowed(),
+        verdict.findings.is_empty(),
+    ) {
+        (true, _, _) => "skip",
+        (_, false, _) => "deny",
+        (_, true, false) => "warn",
+        (_, true, true) => "allow",
+    }
+}
+
+fn operation_label(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "create",
+        Operation::Update => "update",
+        Operation::Delete => "delete",
+        Operation::Connect => "connect",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! Reloads the config file when it changes. An invalid new file is logged and counted,
+//! and the last good config stays in force.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::Config;
+use crate::{
+    engine::Engine,
+    error::Error,
+    metrics::{Metrics, ResultLabels},
+};
+
+/// Editors and ConfigMap updates write in several steps; wait for the burst to settle.
+const SETTLE: Duration = Duration::from_millis(150);
+
+/// Watches `path` (through its directory, so ConfigMap symlink swaps and editors that
+/// replace the file are seen) and publishes each new valid config on `engines`.
+pub fn watch(
+    path: PathBuf,
+    engines: watch::Sender<Arc<Engine>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|source| Error::Watch {
+        path: path.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| Error::Watch {
+            path: path.clone(),
+            source,
+        })?;
+
+    tokio::spawn(async move {
+        // Moved in so the watcher lives as long as this task.
+        let _watcher = watcher;
+        let mut last = std::fs::read_to_string(&path).ok();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = rx.recv() => if event.is_none() { return },
+            }
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                // Mid-swap the file can be briefly missing; the next event re-reads it.
+                Err(_) => continue,
+            };
+            if last.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            last = Some(text.clone());
+            let result = Config::parse(&text)
+                .map_err(|e| e.in_file(&path))
+                .and_then(Engine::new);
+            match result {
+                Ok(engine) => {
+                    engines.send_replace(Arc::new(engine));
+                    record(&metrics, "success");
+                    info!(path = %path.display(), "config reloaded");
+                }
+                Err(e) => {
+                    record(&metrics, "failure");
+                    error!(error = %e, "config reload failed; keeping the last good config");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn record(metrics: &Metrics, result: &'static str) {
+    metrics
+        .config_reloads
+        .get_or_create(&ResultLabels { result })
+        .inc();
+    metrics
+        .config_last_reload_ok
+        .set(i64::from(result == "success"));
+}

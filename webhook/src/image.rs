@@ -1,0 +1,155 @@
+//! Image references, parsed and normalised the way the container runtime does
+//! (docker distribution rules via `oci_client::Reference`): `nginx` is
+//! `docker.io/library/nginx:latest`, `host:5000/a/b` keeps its registry port, repository
+//! paths must be lowercase.
+
+use oci_client::{ParseError, Reference};
+
+/// A parsed image reference and how it is pinned.
+#[derive(Debug, Clone)]
+pub struct ImageRef {
+    reference: Reference,
+    /// The user wrote neither tag nor digest (so the runtime pulls `:latest`).
+    implicit_latest: bool,
+}
+
+/// Why a string is not a usable image reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("image is empty")]
+    Empty,
+    #[error("repository path must be lowercase (the runtime rejects {0:?}); write {1:?}")]
+    Uppercase(String, String),
+    #[error("malformed digest: {0}")]
+    Digest(String),
+    #[error("not a valid image reference: {0}")]
+    Invalid(String),
+}
+
+impl ImageRef {
+    pub fn parse(image: &str) -> Result<Self, ImageError> {
+        if image.trim().is_empty() {
+            return Err(ImageError::Empty);
+        }
+        match Reference::try_from(image) {
+            Ok(reference) => {
+                if let Some(digest) = reference.digest() {
+                    check_digest_hex(digest)?;
+                }
+                let implicit_latest = reference.digest().is_none() && !has_explicit_tag(image);
+                Ok(Self {
+                    reference,
+                    implicit_latest,
+                })
+            }
+            Err(e) => Err(explain(image, e)),
+        }
+    }
+
+    /// Normalised form, e.g. `docker.io/library/nginx:1.25@sha256:…`.
+    pub fn normalised(&self) -> String {
+        self.reference.whole()
+    }
+
+    /// Normalised form without tag or digest: `docker.io/library/nginx`.
+    pub fn repository(&self) -> String {
+        format!(
+            "{}/{}",
+            self.reference.registry(),
+            self.reference.repository()
+        )
+    }
+
+    pub fn digest(&self) -> Option<&str> {
+        self.reference.digest()
+    }
+
+    pub fn tag(&self) -> Option<&str> {
+        self.reference.tag()
+    }
+
+    pub fn is_implicit_latest(&self) -> bool {
+        self.implicit_latest
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+}
+
+/// oci-spec checks algorithm and length; the runtime also needs lowercase hex.
+fn check_digest_hex(digest: &str) -> Result<(), ImageError> {
+    let hex = digest.split_once(':').map_or("", |(_, hex)| hex);
+    if hex
+        .chars()
+        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    {
+        Ok(())
+    } else {
+        Err(ImageError::Digest(format!(
+            "{digest:?} must be lowercase hexadecimal"
+        )))
+    }
+}
+
+/// Whether the last path segment (after any registry `host:port/`) carries a `:tag`.
+fn has_explicit_tag(image: &str) -> bool {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.contains(':')
+}
+
+fn explain(image: &str, error: ParseError) -> ImageError {
+    match error {
+        ParseError::NameEmpty => ImageError::Empty,
+        ParseError::DigestInvalidFormat
+        | ParseError::DigestInvalidLength
+        | ParseError::DigestUnsupported => ImageError::Digest(format!(
+            "{error}; a digest is sha256: followed by 64 lowercase hex characters"
+        )),
+        _ if image.contains('@')
+            && Reference::try_from(image.split('@').next().unwrap_or("")).is_ok() =>
+        {
+            ImageError::Digest(format!(
+                "{:?} is not a digest; a digest is sha256: followed by 64 lowercase hex characters",
+                image.split_once('@').map_or("", |(_, d)| d)
+            ))
+        }
+        _ => {
+            // Like docker: if only the case of the repository path is wrong, say so.
+            let (name, rest) = split_name(image);
+            let lowered = lowercase_path(name);
+            if lowered != name && Reference::try_from(format!("{lowered}{rest}")).is_ok() {
+                ImageError::Uppercase(image.to_string(), format!("{lowered}{rest}"))
+            } else {
+                ImageError::Invalid(error.to_string())
+            }
+        }
+    }
+}
+
+/// Splits `host/path:tag@digest` into the name and the `:tag@digest` rest.
+fn split_name(image: &str) -> (&str, &str) {
+    let (name, digest) = match image.find('@') {
+        Some(at) => image.split_at(at),
+        None => (image, ""),
+    };
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].find(':') {
+        Some(colon) => (&image[..slash + colon], &image[slash + colon..]),
+        None => (name, digest),
+    }
+}
+
+/// Lowercases the repository path but not the registry host, which may hold uppercase.
+fn lowercase_path(name: &str) -> String {
+    match name.split_once('/') {
+        Some((host, path)) if host.contains('.') || host.contains(':') || host == "localhost" => {
+            format!("{host}/{}", path.to_lowercase())
+        }
+        _ => name.to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

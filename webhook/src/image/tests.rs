@@ -1,0 +1,94 @@
+use super::*;
+
+const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn parse(image: &str) -> ImageRef {
+    ImageRef::parse(image).unwrap_or_else(|e| panic!("{image}: {e}"))
+}
+
+#[test]
+fn docker_hub_defaults_are_applied() {
+    let r = parse("nginx");
+    assert_eq!(r.normalised(), "docker.io/library/nginx:latest");
+    assert!(r.is_implicit_latest());
+    assert_eq!(r.digest(), None);
+
+    let r = parse("acme/server:1.0");
+    assert_eq!(r.repository(), "docker.io/acme/server");
+    assert!(!r.is_implicit_latest());
+    assert_eq!(r.tag(), Some("1.0"));
+
+    // The legacy hub host is the same registry.
+    assert_eq!(
+        parse("index.docker.io/library/nginx:1").repository(),
+        "docker.io/library/nginx"
+    );
+}
+
+#[test]
+fn registry_ports_are_not_tags() {
+    let r = parse("registry.local:5000/team/model");
+    assert_eq!(r.repository(), "registry.local:5000/team/model");
+    assert!(r.is_implicit_latest(), "the :5000 is a port, not a tag");
+
+    let r = parse(&format!("localhost:5000/model@sha256:{HEX}"));
+    assert_eq!(r.repository(), "localhost:5000/model");
+    assert_eq!(r.digest(), Some(format!("sha256:{HEX}").as_str()));
+    assert!(!r.is_implicit_latest());
+}
+
+#[test]
+fn nested_paths_keep_every_segment() {
+    let r = parse("us-docker.pkg.dev/proj/repo/sub/model:v2");
+    assert_eq!(r.repository(), "us-docker.pkg.dev/proj/repo/sub/model");
+    assert_eq!(r.tag(), Some("v2"));
+}
+
+#[test]
+fn tag_and_digest_together_keep_both() {
+    let r = parse(&format!("ghcr.io/acme/llm:2.1@sha256:{HEX}"));
+    assert_eq!(r.tag(), Some("2.1"));
+    assert_eq!(r.digest(), Some(format!("sha256:{HEX}").as_str()));
+    assert_eq!(r.normalised(), format!("ghcr.io/acme/llm:2.1@sha256:{HEX}"));
+}
+
+#[test]
+fn uppercase_repository_is_rejected_with_the_lowercase_form() {
+    match ImageRef::parse("ghcr.io/Acme/Model:1") {
+        Err(ImageError::Uppercase(_, lower)) => assert_eq!(lower, "ghcr.io/acme/model:1"),
+        other => panic!("expected an uppercase error, got {other:?}"),
+    }
+    // Uppercase in a tag is legal.
+    assert_eq!(parse("acme/model:V1").tag(), Some("V1"));
+    // Registry host names are case-insensitive and may be written in uppercase.
+    assert_eq!(parse("Registry.Example.com/model:1").tag(), Some("1"));
+}
+
+#[test]
+fn malformed_digests_are_rejected() {
+    let cases = [
+        "acme/model@sha256:deadbeef".to_string(),
+        format!("acme/model@sha256:{}", HEX.to_uppercase()),
+        format!("acme/model@sha256:{}", &HEX[..63]),
+        format!("acme/model@md5:{HEX}"),
+    ];
+    for image in cases {
+        match ImageRef::parse(&image) {
+            Err(ImageError::Digest(_)) => {}
+            other => panic!("{image}: expected a digest error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn empty_and_garbage_are_errors() {
+    assert_eq!(ImageRef::parse("  ").unwrap_err(), ImageError::Empty);
+    assert!(matches!(
+        ImageRef::parse("a b c"),
+        Err(ImageError::Invalid(_))
+    ));
+    assert!(matches!(
+        ImageRef::parse(":tagonly"),
+        Err(ImageError::Invalid(_))
+    ));
+}

@@ -1,0 +1,103 @@
+//! Prometheus metrics of the webhook. Labels are low-cardinality: kinds are the fixed set
+//! Guardrail knows (plus `other`), never object names.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub kind: String,
+    pub operation: String,
+    /// `allow`, `warn` (allowed with warnings), `deny`, `skip` (not checked).
+    pub decision: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub policy: &'static str,
+    /// `enforce` or `audit`.
+    pub mode: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// All webhook metrics, cheap to clone (families share their storage).
+#[derive(Clone)]
+pub struct Metrics {
+    pub requests: Family<RequestLabels, Counter>,
+    pub decision_seconds: Histogram,
+    pub violations: Family<ViolationLabels, Counter>,
+    pub rejected: Family<ReasonLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_last_reload_ok: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        // 100µs .. ~1.6s: engine decisions are sub-millisecond, signature lookups are not.
+        let buckets = prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.5, 12);
+        Self {
+            requests: Family::default(),
+            decision_seconds: Histogram::new(buckets),
+            violations: Family::default(),
+            rejected: Family::default(),
+            config_reloads: Family::default(),
+            config_last_reload_ok: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under the `guardrail` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let r = registry.sub_registry_with_prefix("guardrail");
+        r.register(
+            "admission_requests",
+            "AdmissionReviews answered, by kind, operation and decision",
+            m.requests.clone(),
+        );
+        r.register(
+            "admission_decision_seconds",
+            "Time to decide one AdmissionReview (parse, evaluate, answer)",
+            m.decision_seconds.clone(),
+        );
+        r.register(
+            "policy_violations",
+            "Policy violations found, by policy and whether they were enforced",
+            m.violations.clone(),
+        );
+        r.register(
+            "admission_rejected_requests",
+            "Requests refused before evaluation (bad_json, not_admission_review, too_large, timeout)",
+            m.rejected.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Config file reloads, by result (success, failure)",
+            m.config_reloads.clone(),
+        );
+        r.register(
+            "config_last_reload_success",
+            "1 when the last config (re)load succeeded, 0 when the last good config is kept",
+            m.config_last_reload_ok.clone(),
+        );
+        m.config_last_reload_ok.set(1);
+        m
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+}

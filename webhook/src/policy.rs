@@ -1,0 +1,74 @@
+//! The policies. Image policies see every image of an object at once (and may be async,
+//! e.g. a registry lookup); container policies see one serving container at a time.
+
+pub mod digest;
+pub mod probes;
+pub mod resources;
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::workload::ImageUse;
+
+/// Names a policy in config, messages and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyName {
+    Digest,
+    Probes,
+    Resources,
+}
+
+impl PolicyName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Digest => "digest",
+            PolicyName::Probes => "probes",
+            PolicyName::Resources => "resources",
+        }
+    }
+}
+
+impl fmt::Display for PolicyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One thing wrong with an object: where, what, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Violation {
+    pub policy: PolicyName,
+    /// Container (or `volume <name>`) the violation is about, if any.
+    pub container: Option<String>,
+    /// Field path in the object, e.g. `spec.template.spec.containers[0].image`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}] ", self.policy)?;
+        if let Some(c) = &self.container {
+            write!(f, "container {c:?} ")?;
+        }
+        write!(f, "({}): {}", self.field, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, "; fix: {}", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// A policy over all images of one object. Returning a boxed future keeps the trait
+/// object-safe so the engine can hold a list of them; a policy that needs the network
+/// (signature verification) is one more entry in that list.
+pub trait ImagePolicy: Send + Sync {
+    fn name(&self) -> PolicyName;
+    fn check<'a>(&'a self, images: &'a [ImageUse]) -> BoxFuture<'a, Vec<Violation>>;
+}

@@ -1,0 +1,200 @@
+//! HTTP routes: `/validate`, `/healthz`, `/readyz` on the webhook listener and
+//! `/metrics`, `/healthz`, `/readyz` on the metrics listener.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::{
+    admission,
+    engine::Engine,
+    metrics::{Metrics, RequestLabels, ViolationLabels},
+};
+
+/// Shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: watch::Receiver<Arc<Engine>>,
+    pub metrics: Metrics,
+    pub ready: Arc<AtomicBool>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// The webhook router (no sockets, so tests can call it directly).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// The metrics router.
+pub fn metrics_app(state: AppState, registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move { encode(&registry) }
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+/// An HTTP error with a JSON body: `{"error": "..."}`.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+async fn validate(State(state): State<AppState>, request: Request) -> Response {
+    let id = uuid::Uuid::new_v4();
+    let span = tracing::info_span!("validate", %id, uid = tracing::field::Empty);
+    let timeout = state.request_timeout;
+    match tokio::time::timeout(timeout, handle(&state, request).instrument(span)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
+        Err(_) => {
+            state.metrics.reject("timeout");
+            warn!(%id, ?timeout, "request timed out");
+            ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!("request not answered within {timeout:?}"),
+            }
+            .into_response()
+        }
+    }
+}
+
+async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    debug!("reading request body");
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        state.metrics.reject("too_large");
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body exceeds {limit} bytes (--max-body-bytes)"),
+        }
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => {
+            return Err(ApiError {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("cannot read request body: {e}"),
+            })
+        }
+    };
+    let engine = state.engine.borrow().clone();
+    let decision = admission::decide(&engine, &body).await.map_err(|e| {
+        state.metrics.reject(e.reason);
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: e.message,
+        }
+    })?;
+    let m = &state.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            kind: decision.kind.to_string(),
+            operation: decision.operation.to_string(),
+            decision: decision.decision,
+        })
+        .inc();
+    for (policy, enforced) in &decision.findings {
+        let mode = if *enforced { "enforce" } else { "audit" };
+        m.violations
+            .get_or_create(&ViolationLabels {
+                policy: policy.as_str(),
+                mode,
+            })
+            .inc();
+    }
+    m.decision_seconds.observe(started.elapsed().as_secs_f64());
+    let uid = decision
+        .review
+        .response
+        .as_ref()
+        .map(|r| r.uid.clone())
+        .unwrap_or_default();
+    tracing::Span::current().record("uid", uid.as_str());
+    info!(
+        kind = decision.kind,
+        operation = decision.operation,
+        decision = decision.decision,
+        violations = decision.findings.len(),
+        "admission decided"
+    );
+    Ok(Json(decision.review).into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+fn encode(registry: &Registry) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            Body::from(text),
+        )
+            .into_response(),
+        Err(e) => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("cannot encode metrics: {e}"),
+        }
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
