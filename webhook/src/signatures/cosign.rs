@@ -1,0 +1,331 @@
+//! One rule's trust (keys with a threshold, keyless identities) and its check of the
+//! cosign signature layers of a digest.
+//!
+//! sigstore-rs downloads the layers and, for keyless, verifies each certificate's chain
+//! against the Fulcio CAs and the Rekor bundle's SET offline. It does not check that the
+//! certificate's key made the signature, nor that the bundle logs *this* signature, so
+//! those two checks are done here, with sigstore's key types.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Reference;
+use regex::Regex;
+use sha2::{Digest as _, Sha256};
+use sigstore::cosign::bundle_content::BundleContent;
+use sigstore::cosign::signature_layers::CertificateSubject;
+use sigstore::cosign::{ClientBuilder, CosignCapabilities, SignatureLayer};
+use sigstore::crypto::{CosignVerificationKey, Signature};
+use sigstore::registry::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, OciReference,
+};
+use sigstore::trust::ManualTrustRoot;
+
+use super::config::SignatureRule;
+use super::registry::Transport;
+use super::{trust_root, SignatureError};
+
+/// Annotation holding a layer's base64 signature, as cosign writes it.
+const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+/// An accepted keyless identity.
+#[derive(Debug)]
+struct Identity {
+    issuer: String,
+    subject: SubjectMatch,
+}
+
+#[derive(Debug)]
+enum SubjectMatch {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl SubjectMatch {
+    fn matches(&self, subject: &str) -> bool {
+        match self {
+            Self::Exact(s) => s == subject,
+            Self::Regex(r) => r.is_match(subject),
+        }
+    }
+}
+
+/// What a rule trusts, plus a pool of sigstore clients (they need `&mut` per call).
+pub struct RuleTrust {
+    pub name: String,
+    keys: Vec<CosignVerificationKey>,
+    threshold: usize,
+    identities: Vec<Identity>,
+    trust_root: Option<ManualTrustRoot<'static>>,
+    pool: Mutex<HashMap<String, Vec<sigstore::cosign::Client>>>,
+}
+
+fn key_error(field: String, message: String) -> SignatureError {
+    SignatureError::Config { field, message }
+}
+
+impl RuleTrust {
+    pub fn new(rule: &SignatureRule, index: usize) -> Result<Self, SignatureError> {
+        let at = format!("signatures.rules[{index}]");
+        let mut keys = Vec::new();
+        for (j, source) in rule.keys.iter().enumerate() {
+            let field = format!("{at}.keys[{j}]");
+            let pem = match (&source.pem, &source.file) {
+                (Some(pem), _) => pem.as_bytes().to_vec(),
+                (None, Some(path)) => std::fs::read(path).map_err(|e| {
+                    key_error(
+                        format!("{field}.file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?,
+                (None, None) => return Err(key_error(field, "set `pem` or `file`".into())),
+            };
+            let key = CosignVerificationKey::try_from_pem(&pem).map_err(|e| {
+                key_error(
+                    field.clone(),
+                    format!("not a PEM public key (ECDSA P-256/P-384, Ed25519, RSA): {e}"),
+                )
+            })?;
+            keys.push(key);
+        }
+        let mut identities = Vec::new();
+        let mut trust_root = None;
+        if let Some(keyless) = &rule.keyless {
+            trust_root = Some(trust_root::load(
+                &keyless.trusted_root,
+                &format!("{at}.keyless.trustedRoot"),
+            )?);
+            for (j, id) in keyless.identities.iter().enumerate() {
+                let subject = match (&id.subject, &id.subject_regexp) {
+                    (Some(s), _) => SubjectMatch::Exact(s.clone()),
+                    (None, Some(re)) => SubjectMatch::Regex(
+                        // Anchored: `.*@example.com` must not match `x@example.com.evil`.
+                        Regex::new(&format!("^(?:{re})$")).map_err(|e| {
+                            key_error(
+                                format!("{at}.keyless.identities[{j}].subjectRegExp"),
+                                e.to_string(),
+                            )
+                        })?,
+                    ),
+                    (None, None) => {
+                        return Err(key_error(
+                            format!("{at}.keyless.identities[{j}]"),
+                            "set `subject` or `subjectRegExp`".into(),
+                        ))
+                    }
+                };
+                identities.push(Identity {
+                    issuer: id.issuer.clone(),
+                    subject,
+                });
+            }
+        }
+        let trust = Self {
+            name: rule.name.clone().unwrap_or_else(|| format!("rule-{index}")),
+            threshold: rule.threshold.unwrap_or(1),
+            keys,
+            identities,
+            trust_root,
+            pool: Mutex::new(HashMap::new()),
+        };
+        // Fail at start-up, not at the first admission, on a trust root sigstore rejects.
+        if trust.needs_sigstore() {
+            trust
+                .build_client(&Transport::default())
+                .map_err(|message| key_error(format!("{at}.keyless.trustedRoot"), message))?;
+        }
+        Ok(trust)
+    }
+
+    fn build_client(&self, transport: &Transport) -> Result<sigstore::cosign::Client, String> {
+        let config = ClientConfig {
+            protocol: if transport.insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: transport
+                .ca_pem
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            ..ClientConfig::default()
+        };
+        let mut builder = ClientBuilder::default().with_oci_client_config(config);
+        if let Some(root) = &self.trust_root {
+            builder = builder
+                .with_trust_repository(root)
+                .map_err(|e| e.to_string())?;
+        }
+        builder.build().map_err(|e| e.to_string())
+    }
+
+    /// Keyless needs sigstore's certificate and bundle checks; keys alone do not.
+    pub fn needs_sigstore(&self) -> bool {
+        !self.identities.is_empty()
+    }
+
+    /// Downloads and pre-verifies (chain, SET) the signature layers of `digest`.
+    pub async fn fetch_layers(
+        &self,
+        image: &Reference,
+        digest: &str,
+        auth: &RegistryAuth,
+        transport: &Transport,
+    ) -> Result<Vec<SignatureLayer>, SignatureError> {
+        let registry = image.registry().to_string();
+        let pooled = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.get_mut(&registry).and_then(Vec::pop));
+        let mut client = match pooled {
+            Some(c) => c,
+            None => self
+                .build_client(transport)
+                .map_err(|message| SignatureError::Registry {
+                    registry: registry.clone(),
+                    kind: "client",
+                    message,
+                })?,
+        };
+        let source = OciReference::with_digest(
+            registry.clone(),
+            image.repository().to_string(),
+            digest.to_string(),
+        );
+        let result = client.trusted_signature_layers(&auth.into(), &source).await;
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.entry(registry.clone()).or_default().push(client);
+        }
+        result.map_err(|e| SignatureError::Registry {
+            registry,
+            kind: "protocol",
+            message: e.to_string(),
+        })
+    }
+
+    /// `Ok(who)` when the layers satisfy the rule, `Err(why not)` otherwise.
+    /// `declared` is the number of layers in the signature manifest.
+    pub fn evaluate(
+        &self,
+        layers: &[SignatureLayer],
+        digest: &str,
+        declared: usize,
+    ) -> Result<String, String> {
+        // The payload must name the digest the pod runs: a registry cannot swap digests.
+        let layers: Vec<&SignatureLayer> = layers
+            .iter()
+            .filter(|l| l.simple_signing.critical.image.docker_manifest_digest == digest)
+            .collect();
+        if layers.is_empty() {
+            return Err(format!(
+                "none of the {declared} signature layer(s) is valid for {digest} (payload for \
+                 another digest, Rekor bundle from an untrusted log, or malformed layer)"
+            ));
+        }
+        let signed_keys: Vec<usize> = (0..self.keys.len())
+            .filter(|&k| layers.iter().any(|l| signed_by(l, &self.keys[k])))
+            .collect();
+        if !self.keys.is_empty() && signed_keys.len() >= self.threshold {
+            let names: Vec<String> = signed_keys.iter().map(|k| format!("keys[{k}]")).collect();
+            return Ok(format!("signed by {}", names.join(", ")));
+        }
+        let mut seen = Vec::new();
+        for layer in &layers {
+            let Some(cert) = &layer.certificate_signature else {
+                continue;
+            };
+            let subject = match &cert.subject {
+                CertificateSubject::Email(s) | CertificateSubject::Uri(s) => s.as_str(),
+            };
+            let issuer = cert.issuer.as_deref().unwrap_or("<none>");
+            if !signed_by(layer, &cert.verification_key) || !logs_this_signature(layer) {
+                seen.push(format!(
+                    "{subject} ({issuer}): signature or Rekor entry mismatch"
+                ));
+                continue;
+            }
+            let accepted = self
+                .identities
+                .iter()
+                .any(|id| id.issuer == issuer && id.subject.matches(subject));
+            if accepted {
+                return Ok(format!("signed keyless by {subject} ({issuer})"));
+            }
+            seen.push(format!("{subject} ({issuer})"));
+        }
+        let mut why = Vec::new();
+        if !self.keys.is_empty() {
+            why.push(format!(
+                "{} of the required {} trusted key(s) signed",
+                signed_keys.len(),
+                self.threshold
+            ));
+        }
+        if !self.identities.is_empty() {
+            why.push(if seen.is_empty() {
+                "no signature with a trusted certificate and Rekor bundle".to_string()
+            } else {
+                format!("untrusted keyless identities: {}", seen.join("; "))
+            });
+        }
+        Err(why.join("; "))
+    }
+}
+
+/// Signature layers for key verification from layers downloaded under our limits:
+/// payload, signature annotation, and nothing else (no certificate is trusted here).
+pub fn key_layers(downloaded: Vec<(OciDescriptor, Vec<u8>)>) -> Vec<SignatureLayer> {
+    downloaded
+        .into_iter()
+        .filter_map(|(descriptor, data)| {
+            let simple_signing = serde_json::from_slice(&data).ok()?;
+            let signature = descriptor
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+                .cloned()?;
+            Some(SignatureLayer {
+                simple_signing,
+                oci_digest: descriptor.digest,
+                certificate_signature: None,
+                bundle: None,
+                signature: Some(signature),
+                raw_data: data,
+            })
+        })
+        .collect()
+}
+
+fn signed_by(layer: &SignatureLayer, key: &CosignVerificationKey) -> bool {
+    layer.signature.as_ref().is_some_and(|sig| {
+        key.verify_signature(Signature::Base64Encoded(sig.as_bytes()), &layer.raw_data)
+            .is_ok()
+    })
+}
+
+/// The Rekor entry (hashedrekord) in the bundle must be for this payload and signature,
+/// else a valid bundle of another signature could vouch for this one.
+fn logs_this_signature(layer: &SignatureLayer) -> bool {
+    let Some(BundleContent::RekorBundle(bundle)) = &layer.bundle else {
+        // Sigstore bundles (OCI referrers) are checked entry-to-signature by sigstore.
+        return matches!(layer.bundle, Some(BundleContent::SigstoreBundle(_)));
+    };
+    let Ok(body) = base64::engine::general_purpose::STANDARD.decode(&bundle.payload.body) else {
+        return false;
+    };
+    let Ok(entry) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return false;
+    };
+    let spec = &entry["spec"];
+    let hash = hex::encode(Sha256::digest(&layer.raw_data));
+    spec["data"]["hash"]["value"].as_str() == Some(hash.as_str())
+        && spec["signature"]["content"].as_str() == layer.signature.as_deref()
+}
