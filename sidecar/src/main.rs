@@ -1,1 +1,80 @@
-fn main() {}
+//! `guardrail-sidecar`: see `docs/sidecar.md`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use clap::Parser;
+use guardrail_sidecar::{shutdown, Config, Identity, Sidecar};
+
+/// In-pod reverse proxy that measures a model revision's errors, latency and output
+/// sanity.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Proxy listen address [config `listen`, default 0.0.0.0:8090].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Upstream model server URL [config `upstream`, default http://127.0.0.1:8080].
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Admin listen address [config `admin_listen`, default 0.0.0.0:9095].
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// YAML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Knative revision.
+    #[arg(long, env = "K_REVISION", default_value = "")]
+    revision: String,
+    /// Knative configuration.
+    #[arg(long, env = "K_CONFIGURATION", default_value = "")]
+    configuration: String,
+    /// Knative service.
+    #[arg(long, env = "K_SERVICE", default_value = "")]
+    service: String,
+    /// Namespace (downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Pod name (downward API).
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pod: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.listen = args.listen.unwrap_or(config.listen);
+    config.admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
+    if let Some(upstream) = args.upstream {
+        config.upstream = upstream;
+    }
+    let identity = Identity {
+        revision: args.revision,
+        configuration: args.configuration,
+        service: args.service,
+        namespace: args.namespace,
+        pod: args.pod,
+    };
+    let sidecar = Sidecar::new(config, identity)?;
+    let (listener, admin) = sidecar.bind().await?;
+    // One machine-readable line on stdout, so callers that asked for port 0 learn the
+    // ports; logs go to stderr.
+    println!(
+        "listening proxy={} admin={}",
+        listener.local_addr().context("proxy listener address")?,
+        admin.local_addr().context("admin listener address")?
+    );
+    sidecar.serve(listener, admin, shutdown::signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The response side: the body streamed back to the client (teed up to
+//! `sanity.max_body_bytes` for the output checks) and the per-request recorder.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::{
+    headers::grpc_failed,
+    request_body::{copied_body, RequestCopy},
+    Shared,
+};
+use crate::{
+    metrics::UpstreamErrorKind,
+    sanity::{count_instances, Kind},
+    window::{Outcome, SanityOutcome},
+};
+
+/// Teed bodies above this size are checked on a separate task, so a large JSON parse
+/// never delays the end of the stream for the client.
+const INLINE_CHECK_MAX: usize = 64 * 1024;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// The whole response reached the client.
+    Complete,
+    /// The upstream failed mid-body.
+    UpstreamReset,
+    /// The client went away first.
+    ClientGone,
+}
+
+/// Measures one request from arrival to completion; records exactly once (on finish
+/// or when dropped).
+pub(super) struct Recorder {
+    shared: Arc<Shared>,
+    start: Instant,
+    kind: Option<Kind>,
+    copy: Option<RequestCopy>,
+    /// 499 (client closed) until a response status is known.
+    status: u16,
+    error: bool,
+    tee: Option<BytesMut>,
+    bytes: u64,
+    done: bool,
+}
+
+impl Recorder {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        start: Instant,
+        kind: Option<Kind>,
+        copy: Option<RequestCopy>,
+    ) -> Self {
+        Self {
+            shared,
+            start,
+            kind,
+            copy,
+            status: 499,
+            error: false,
+            tee: None,
+            bytes: 0,
+            done: false,
+        }
+    }
+
+    pub(super) fn response_started(&mut self, status: u16, grpc_failed: bool, headers: &HeaderMap) {
+        self.status = status;
+        self.error = status >= 500 || grpc_failed;
+        if self.kind.is_some() && (200..300).contains(&status) {
+            let limit = self.shared.checker.max_body_bytes();
+            let length = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            match length {
+                Some(n) if n > limit => {}
+                Some(n) => self.tee = Some(BytesMut::with_capacity(n)),
+                None => self.tee = Some(BytesMut::with_capacity(limit.min(8 * 1024))),
+            }
+        } else {
+            self.kind = None;
+        }
+    }
+
+    /// A response the proxy made itself (upstream failure or bad request).
+    pub(super) fn local_response(&mut self, status: u16) {
+        self.status = status;
+        self.error = status >= 500;
+        self.kind = None;
+    }
+
+    fn data(&mut self, data: &Bytes) {
+        self.bytes += data.len() as u64;
+        if let Some(buf) = &mut self.tee {
+            if buf.len() + data.len() <= self.shared.checker.max_body_bytes() {
+                buf.extend_from_slice(data);
+            } else {
+                self.tee = None;
+            }
+        }
+    }
+
+    pub(super) fn finish(&mut self, end: End) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let latency = self.start.elapsed();
+        let error = self.error || end == End::UpstreamReset;
+        let shared = self.shared.clone();
+        shared
+            .metrics
+            .request_finished(self.status, error, latency.as_secs_f64(), self.bytes);
+        let judge = Judge {
+            shared,
+            kind: self.kind,
+            body: if end == End::Complete {
+                self.tee.take()
+            } else {
+                None
+            },
+            request: if self.kind == Some(Kind::KserveV1) {
+                self.copy.take()
+            } else {
+                None
+            },
+            latency,
+            error,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt)
+                if judge
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| b.len() > INLINE_CHECK_MAX) =>
+            {
+                rt.spawn(async move { judge.run() });
+            }
+            _ => judge.run(),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.finish(End::ClientGone);
+    }
+}
+
+/// The checks and the window record of one finished request.
+struct Judge {
+    shared: Arc<Shared>,
+    kind: Option<Kind>,
+    body: Option<BytesMut>,
+    /// The request copy, for KServe V1's instance count.
+    request: Option<RequestCopy>,
+    latency: std::time::Duration,
+    error: bool,
+}
+
+impl Judge {
+    fn run(self) {
+        let checker = &self.shared.checker;
+        let findings = match (self.kind, &self.body) {
+            (Some(kind), Some(body)) => {
+                let instances = self
+                    .request
+                    .as_ref()
+                    .and_then(copied_body)
+                    .and_then(|b| count_instances(&b));
+                Some(checker.check(kind, instances, body))
+            }
+            _ => None,
+        };
+        let sanity = match (&findings, self.kind) {
+            (Some(f), _) if f.failed.is_empty() => SanityOutcome::Passed,
+            (Some(_), _) => SanityOutcome::Failed,
+            (None, Some(_)) => SanityOutcome::Unchecked,
+            (None, None) => SanityOutcome::NotApplicable,
+        };
+        match &findings {
+            Some(f) => self.shared.metrics.sanity_checked(&f.failed, f.truncated),
+            None if sanity == SanityOutcome::Unchecked => self.shared.metrics.sanity_unchecked(),
+            None => {}
+        }
+        self.shared.window.record(&Outcome {
+            latency: self.latency,
+            error: self.error,
+            sanity,
+            truncated: findings.as_ref().is_some_and(|f| f.truncated),
+            scores: findings.as_ref().map_or(&[], |f| &f.scores),
+        });
+    }
+}
+
+/// Response body from the upstream, measured as it streams.
+pub(super) struct ResponseBody {
+    inner: Incoming,
+    recorder: Recorder,
+}
+
+impl ResponseBody {
+    pub(super) fn new(inner: Incoming, recorder: Recorder) -> Self {
+        Self { inner, recorder }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // hyper may stop polling once `is_end_stream` is true: that is a completion.
+        let end = if self.inner.is_end_stream() {
+            End::Complete
+        } else {
+            End::ClientGone
+        };
+        self.recorder.finish(end);
+    }
+}
+
+/// What the proxy answers with: the upstream's streamed body, or a short local one.
+pub struct ProxyBody {
+    inner: Inner,
+}
+
+enum Inner {
+    Upstream(ResponseBody),
+    Local(Full<Bytes>),
+}
+
+impl ProxyBody {
+    pub(super) fn upstream(body: ResponseBody) -> Self {
+        Self {
+            inner: Inner::Upstream(body),
+        }
+    }
+
+    pub(super) fn local(text: &'static str) -> Self {
+        Self {
+            inner: Inner::Local(Full::new(Bytes::from_static(text.as_bytes()))),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.inner {
+            Inner::Local(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Inner::Upstream(body) => {
+                let frame = ready!(Pin::new(&mut body.inner).poll_frame(cx));
+                match &frame {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            body.recorder.data(data);
+                        } else if let Some(trailers) = frame.trailers_ref() {
+                            body.recorder.error |= grpc_failed(trailers);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "upstream failed mid-body");
+                        body.recorder
+                            .shared
+                            .metrics
+                            .upstream_error(UpstreamErrorKind::Reset);
+                        body.recorder.finish(End::UpstreamReset);
+                    }
+                    None => body.recorder.finish(End::Complete),
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Local(full) => full.is_end_stream(),
+            Inner::Upstream(body) => body.inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Local(full) => full.size_hint(),
+            Inner::Upstream(body) => body.inner.size_hint(),
+        }
+    }
+}
