@@ -73,14 +73,21 @@ pub async fn decide(engine: &Engine, body: &[u8]) -> Result<Decision, BadRequest
             return Ok(decision);
         }
     };
-    let mut verdict = engine.evaluate(&workload).await;
-    if request.operation == Operation::Update {
-        if let Some(old) =
+    let old = match request.operation {
+        Operation::Update => {
             old_object.and_then(|o| read(kind, &o, request.namespace.as_deref()).ok())
-        {
-            verdict = verdict.grandfather(&engine.evaluate(&old).await);
         }
-    }
+        _ => None,
+    };
+    // Old and new are judged concurrently: each may wait on registries for up to the
+    // signature budget, and the two together must still fit in one budget.
+    let verdict = match &old {
+        Some(old) => {
+            let (new, old) = futures::join!(engine.evaluate(&workload), engine.evaluate(old));
+            new.grandfather(&old)
+        }
+        None => engine.evaluate(&workload).await,
+    };
     decision.findings = verdict
         .findings
         .iter()
@@ -194,8 +201,8 @@ fn label(verdict: &Verdict) -> &'static str {
     ) {
         (true, _, _) => "skip",
         (_, false, _) => "deny",
-        (_, true, false) => "warn",
-        (_, true, true) => "allow",
+        (_, true, true) if verdict.notices.is_empty() => "allow",
+        (_, true, _) => "warn",
     }
 }
 

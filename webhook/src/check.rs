@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::{
     config::Config,
-    engine::Engine,
+    engine::{Engine, EngineOptions},
     error::Error,
     policy::PolicyName,
     workload::{Workload, WorkloadKind},
@@ -29,6 +29,12 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// Registry credentials for signature verification (docker config JSON).
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
+    /// Do not verify image signatures (no registry is contacted); a notice says so.
+    #[arg(long)]
+    pub skip_signatures: bool,
     /// Files, directories (searched for *.yaml, *.yml, *.json) or `-` for stdin.
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<String>,
@@ -39,6 +45,9 @@ pub enum Format {
     Text,
     Json,
 }
+
+/// How the verifier words a registry failure (as opposed to a refuted signature).
+const UNVERIFIABLE: &str = "could not verify signature of";
 
 /// Exit codes.
 pub const EXIT_ALLOWED: u8 = 0;
@@ -53,6 +62,9 @@ pub struct ObjectReport {
     pub name: String,
     pub allowed: bool,
     pub violations: Vec<ViolationReport>,
+    /// Not violations, never deny: e.g. an image allowed unverified by `onError: allow`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<WarningReport>,
     /// `file:line` of the object.
     pub source: String,
     /// Why the object was not checked (scope), if it was not.
@@ -69,6 +81,14 @@ pub struct ViolationReport {
     pub hint: String,
     /// `enforce` (denies) or `audit` (warns).
     pub mode: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WarningReport {
+    pub policy: PolicyName,
+    pub container: Option<String>,
+    pub message: String,
+    pub field: String,
 }
 
 /// Everything `check` found.
@@ -99,7 +119,22 @@ pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let engine = Engine::new(config)?;
+    let options = EngineOptions {
+        registry_auth: args.registry_auth.clone(),
+        skip_signatures: args.skip_signatures,
+        ..EngineOptions::unregistered()
+    };
+    let rules = config.signatures.rules.len();
+    let engine = Engine::build(config, &options).map_err(|e| match &args.config {
+        Some(path) => e.in_file(path),
+        None => e,
+    })?;
+    if args.skip_signatures {
+        // On stderr so `--output json` stays parseable; never silent.
+        eprintln!(
+            "notice: image signatures are NOT verified (--skip-signatures); {rules} signature              rule(s) in the config were not applied"
+        );
+    }
     let files = input::files(&args.paths).map_err(Error::Input)?;
     let mut report = Report::default();
     for file in files {
@@ -119,6 +154,18 @@ pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
     }
     for error in &report.errors {
         eprintln!("error: {error}");
+    }
+    let unverifiable = report
+        .objects
+        .iter()
+        .flat_map(|o| &o.violations)
+        .any(|v| v.policy == PolicyName::Signatures && v.message.contains(UNVERIFIABLE));
+    if unverifiable {
+        eprintln!(
+            "notice: some signatures could not be verified because a registry was unreachable \
+             or refused us; pass --registry-auth FILE for private registries, or \
+             --skip-signatures to check everything else offline"
+        );
     }
     Ok(report.exit_code())
 }
@@ -162,7 +209,20 @@ pub async fn judge(engine: &Engine, object: SourceObject, report: &mut Report) {
                 mode: if f.enforced { "enforce" } else { "audit" },
             })
             .collect(),
+        warnings: verdict
+            .notices
+            .iter()
+            .map(|v| WarningReport {
+                policy: v.policy,
+                container: v.container.clone(),
+                message: v.message.clone(),
+                field: v.field.clone(),
+            })
+            .collect(),
         source: object.source,
         skipped: verdict.skipped,
     });
 }
+
+#[cfg(test)]
+mod tests;

@@ -44,6 +44,9 @@ pub struct Config {
     pub mode: Mode,
     pub policies: Policies,
     pub scope: Scope,
+    /// Image signature rules (cosign keys, keyless identities), registries, cache and
+    /// budget: see docs/signatures.md. Default: no rules, nothing verified.
+    pub signatures: crate::signatures::SignaturesConfig,
 }
 
 /// Global mode.
@@ -73,6 +76,7 @@ pub struct Policies {
     pub digest: DigestPolicy,
     pub probes: ProbesPolicy,
     pub resources: ResourcesPolicy,
+    pub signatures: SignaturesPolicy,
 }
 
 /// Every image must be pinned by digest.
@@ -129,6 +133,23 @@ impl Default for ResourcesPolicy {
     fn default() -> Self {
         Self {
             mode: PolicyMode::Audit,
+        }
+    }
+}
+
+/// Images must be signed as the `signatures:` rules say (only runs when a rule exists).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SignaturesPolicy {
+    /// Default `enforce`. `audit` turns signature denials into warnings while rolling
+    /// out; `off` skips verification (no registry is contacted).
+    pub mode: PolicyMode,
+}
+
+impl Default for SignaturesPolicy {
+    fn default() -> Self {
+        Self {
+            mode: PolicyMode::Enforce,
         }
     }
 }
@@ -241,6 +262,7 @@ impl Config {
                 .validate()
                 .map_err(|(field, message)| invalid(format!("scope.selector.{field}"), message))?;
         }
+        self.signatures.validate().map_err(ConfigError::from)?;
         Ok(())
     }
 }

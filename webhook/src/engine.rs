@@ -5,12 +5,14 @@
 //! policies (over each serving container). A new image policy is one more entry in
 //! `image_policies`.
 
+mod build;
 mod verdict;
 
 use std::sync::Arc;
 
 use globset::{GlobSet, GlobSetBuilder};
 
+pub use build::EngineOptions;
 pub use verdict::{Finding, Verdict};
 
 use crate::{
@@ -29,7 +31,20 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine with the built-in policies. A config with signature rules is refused
+    /// here, so no caller can drop signature verification by accident: those need
+    /// registry credentials and metrics, see [`Engine::build`].
     pub fn new(config: Config) -> Result<Self, ConfigError> {
+        if !config.signatures.rules.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "signatures.rules".into(),
+                message: "need a signature verifier: build this engine with Engine::build".into(),
+            });
+        }
+        Self::compile(config)
+    }
+
+    fn compile(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut globs = GlobSetBuilder::new();
         for (i, pattern) in config.scope.exempt_images.iter().enumerate() {
@@ -66,6 +81,7 @@ impl Engine {
             PolicyName::Digest => policies.digest.mode,
             PolicyName::Probes => policies.probes.mode,
             PolicyName::Resources => policies.resources.mode,
+            PolicyName::Signatures => policies.signatures.mode,
         };
         match (self.config.mode, mode) {
             (Mode::Audit, PolicyMode::Enforce) => PolicyMode::Audit,
@@ -91,9 +107,12 @@ impl Engine {
             .collect();
 
         let mut violations = Vec::new();
+        let mut warnings = Vec::new();
         for policy in &self.image_policies {
             if self.mode_of(policy.name()) != PolicyMode::Off {
-                violations.extend(policy.check(&images).await);
+                let found = policy.check(&images).await;
+                violations.extend(found.violations);
+                warnings.extend(found.warnings);
             }
         }
 
@@ -119,7 +138,7 @@ impl Engine {
                 }),
             })
             .collect();
-        Verdict::judged(findings)
+        Verdict::judged(findings, warnings)
     }
 
     fn out_of_scope(&self, workload: &Workload) -> Option<String> {

@@ -3,6 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use crate::signatures::SignatureError;
+
 /// Everything that can stop `serve` or `check` from running.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,6 +46,20 @@ pub enum ConfigError {
     },
     #[error("invalid config: {field}: {message}")]
     Invalid { field: String, message: String },
+    /// The signature verifier cannot start: a key or trust root that does not load, an
+    /// unreadable `--registry-auth` file.
+    #[error("{0}")]
+    Signatures(SignatureError),
+}
+
+impl From<SignatureError> for ConfigError {
+    fn from(error: SignatureError) -> Self {
+        match error {
+            // Same shape as every other config error, so `in_file` adds the file name.
+            SignatureError::Config { field, message } => ConfigError::Invalid { field, message },
+            other => ConfigError::Signatures(other),
+        }
+    }
 }
 
 impl ConfigError {

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
     // Logs go to stderr: stdout carries `check` output and the listen addresses.
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // sigstore warns on every registry without the referrers API.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,sigstore=error")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -40,7 +42,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             runtime.block_on(server::serve(args))?;
             Ok(0)
         }
-        Command::Check(args) => Ok(runtime.block_on(check::run(&args))?),
+        Command::Check(args) => {
+            // sigstore (keyless signature rules) needs a process-wide provider too.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            Ok(runtime.block_on(check::run(&args))?)
+        }
         Command::Certs {
             command: CertsCommand::Generate(args),
         } => {

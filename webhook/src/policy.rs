@@ -4,6 +4,7 @@
 pub mod digest;
 pub mod probes;
 pub mod resources;
+pub mod signatures;
 
 use std::fmt;
 
@@ -19,6 +20,7 @@ pub enum PolicyName {
     Digest,
     Probes,
     Resources,
+    Signatures,
 }
 
 impl PolicyName {
@@ -27,6 +29,7 @@ impl PolicyName {
             PolicyName::Digest => "digest",
             PolicyName::Probes => "probes",
             PolicyName::Resources => "resources",
+            PolicyName::Signatures => "signatures",
         }
     }
 }
@@ -65,10 +68,29 @@ impl fmt::Display for Violation {
     }
 }
 
+/// What an image policy found over one object's images.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFindings {
+    /// Denied under `enforce`, warned under `audit`.
+    pub violations: Vec<Violation>,
+    /// Never deny, whatever the mode, but must reach the user: the image is allowed
+    /// without being fully checked (e.g. signatures `onError: allow`, `noMatch: warn`).
+    pub warnings: Vec<Violation>,
+}
+
+impl From<Vec<Violation>> for ImageFindings {
+    fn from(violations: Vec<Violation>) -> Self {
+        Self {
+            violations,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// A policy over all images of one object. Returning a boxed future keeps the trait
 /// object-safe so the engine can hold a list of them; a policy that needs the network
 /// (signature verification) is one more entry in that list.
 pub trait ImagePolicy: Send + Sync {
     fn name(&self) -> PolicyName;
-    fn check<'a>(&'a self, images: &'a [ImageUse]) -> BoxFuture<'a, Vec<Violation>>;
+    fn check<'a>(&'a self, images: &'a [ImageUse]) -> BoxFuture<'a, ImageFindings>;
 }

@@ -19,7 +19,13 @@ use tracing::info;
 
 pub use routes::{app, metrics_app, AppState};
 
-use crate::{config::Config, engine::Engine, error::Error, metrics::Metrics};
+use crate::{
+    config::Config,
+    engine::{Engine, EngineOptions},
+    error::Error,
+    metrics::Metrics,
+    signatures::SignatureMetrics,
+};
 
 /// Flags of `guardrail-webhook serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +51,11 @@ pub struct ServeArgs {
     /// After SIGTERM, in-flight requests get this long to finish.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Registry credentials for signature verification: a docker config JSON (the
+    /// `.dockerconfigjson` of a `kubernetes.io/dockerconfigjson` secret). Re-read on
+    /// each config reload. Default: anonymous.
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
 }
 
 /// Runs the server until SIGTERM/SIGINT, then drains.
@@ -57,13 +68,29 @@ pub async fn serve(args: ServeArgs) -> Result<(), Error> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let options = EngineOptions {
+        registry_auth: args.registry_auth.clone(),
+        signature_metrics: SignatureMetrics::new(&mut registry),
+        request_timeout: Some(args.request_timeout),
+        skip_signatures: false,
+    };
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    let (engine_tx, engine_rx) = watch::channel(Arc::new(Engine::new(config)?));
+    let engine = Engine::build(config, &options).map_err(|e| match &args.config {
+        Some(path) => e.in_file(path),
+        None => e,
+    })?;
+    let (engine_tx, engine_rx) = watch::channel(Arc::new(engine));
     if let Some(path) = &args.config {
-        crate::config::reload::watch(path.clone(), engine_tx, metrics.clone(), shutdown.clone())?;
+        let reload = crate::config::reload::Reload {
+            path: path.clone(),
+            engines: engine_tx,
+            options,
+            metrics: metrics.clone(),
+        };
+        reload.watch(shutdown.clone())?;
     }
     let tls =
         guardrail_certs::ServingTls::start(&args.tls, &mut registry, shutdown.clone()).await?;

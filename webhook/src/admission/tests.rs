@@ -184,3 +184,63 @@ async fn update_denies_only_what_the_change_introduces() {
         .expect("decided");
     assert!(!response(&d).allowed, "a new unpinned image must be denied");
 }
+
+/// An image policy that only finishes once two evaluations are in flight at once, and
+/// reports one warning per image.
+struct Rendezvous(tokio::sync::Barrier);
+
+impl crate::policy::ImagePolicy for Rendezvous {
+    fn name(&self) -> PolicyName {
+        PolicyName::Signatures
+    }
+
+    fn check<'a>(
+        &'a self,
+        images: &'a [crate::workload::ImageUse],
+    ) -> futures::future::BoxFuture<'a, crate::policy::ImageFindings> {
+        Box::pin(async move {
+            self.0.wait().await;
+            crate::policy::ImageFindings {
+                violations: Vec::new(),
+                warnings: images
+                    .iter()
+                    .map(|i| crate::policy::Violation {
+                        policy: PolicyName::Signatures,
+                        container: Some(i.container.clone()),
+                        field: i.field.clone(),
+                        message: format!("{} allowed unverified", i.image),
+                        hint: String::new(),
+                    })
+                    .collect(),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn update_judges_old_and_new_concurrently_and_returns_policy_warnings() {
+    let digest = format!("busybox@sha256:{}", "ab".repeat(32));
+    let mut body: Value =
+        serde_json::from_slice(&review("UPDATE", "", "Pod", pod(&digest))).expect("json");
+    body["request"]["oldObject"] = pod(&digest);
+    let engine = Engine::new(Config::default())
+        .expect("engine")
+        .with_image_policy(std::sync::Arc::new(Rendezvous(tokio::sync::Barrier::new(
+            2,
+        ))));
+    // Sequential evaluation would wait forever at the barrier; the bound only turns
+    // that bug into a failure instead of a hang.
+    let d = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        decide(&engine, &serde_json::to_vec(&body).expect("bytes")),
+    )
+    .await
+    .expect("old and new objects must be judged concurrently")
+    .expect("decided");
+    let r = response(&d);
+    assert!(r.allowed);
+    assert_eq!(d.decision, "warn");
+    let warnings = r.warnings.clone().unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("allowed unverified"), "{warnings:?}");
+}

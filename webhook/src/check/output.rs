@@ -13,8 +13,13 @@ pub fn text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             .unwrap_or_default();
         let verdict = match (&o.skipped, o.allowed) {
             (Some(reason), _) => format!("SKIPPED ({reason})"),
-            (None, true) if o.violations.is_empty() => "ALLOWED".to_string(),
-            (None, true) => format!("ALLOWED with {} warning(s)", o.violations.len()),
+            (None, true) if o.violations.is_empty() && o.warnings.is_empty() => {
+                "ALLOWED".to_string()
+            }
+            (None, true) => format!(
+                "ALLOWED with {} warning(s)",
+                o.violations.len() + o.warnings.len()
+            ),
             (None, false) => {
                 let denying = o.violations.iter().filter(|v| v.mode == "enforce").count();
                 format!("DENIED ({denying} violation(s))")
@@ -40,6 +45,18 @@ pub fn text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             if !v.hint.is_empty() {
                 writeln!(out, "      fix: {}", v.hint)?;
             }
+        }
+        for w in &o.warnings {
+            let container = w
+                .container
+                .as_deref()
+                .map(|c| format!(" container {c:?}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  warning [{}]{container} ({}): {}",
+                w.policy, w.field, w.message
+            )?;
         }
     }
     let denied = report.objects.iter().filter(|o| !o.allowed).count();

@@ -10,7 +10,7 @@ use tracing::{error, info};
 
 use super::Config;
 use crate::{
-    engine::Engine,
+    engine::{Engine, EngineOptions},
     error::Error,
     metrics::{Metrics, ResultLabels},
 };
@@ -18,11 +18,33 @@ use crate::{
 /// Editors and ConfigMap updates write in several steps; wait for the burst to settle.
 const SETTLE: Duration = Duration::from_millis(150);
 
-/// Watches `path` (through its directory, so ConfigMap symlink swaps and editors that
-/// replace the file are seen) and publishes each new valid config on `engines`.
-pub fn watch(
+/// What a reload needs: the file, where to publish engines, and how to build them.
+pub struct Reload {
+    pub path: PathBuf,
+    pub engines: watch::Sender<Arc<Engine>>,
+    /// The same options as at start-up (signature metrics, registry auth, timeout).
+    pub options: EngineOptions,
+    pub metrics: Metrics,
+}
+
+impl Reload {
+    /// Watches the file (through its directory, so ConfigMap symlink swaps and editors
+    /// that replace the file are seen) and publishes each new valid config's engine.
+    pub fn watch(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let Reload {
+            path,
+            engines,
+            options,
+            metrics,
+        } = self;
+        watch(path, engines, options, metrics, shutdown)
+    }
+}
+
+fn watch(
     path: PathBuf,
     engines: watch::Sender<Arc<Engine>>,
+    options: EngineOptions,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -67,9 +89,11 @@ pub fn watch(
                 continue;
             }
             last = Some(text.clone());
+            // A new verifier per config: its cache starts empty, so a changed rule never
+            // reuses a verdict made under the old one.
             let result = Config::parse(&text)
-                .map_err(|e| e.in_file(&path))
-                .and_then(Engine::new);
+                .and_then(|config| Engine::build(config, &options))
+                .map_err(|e| e.in_file(&path));
             match result {
                 Ok(engine) => {
                     engines.send_replace(Arc::new(engine));

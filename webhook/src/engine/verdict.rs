@@ -16,6 +16,9 @@ pub struct Verdict {
     /// Why the object was not checked at all, if it was not.
     pub skipped: Option<String>,
     pub findings: Vec<Finding>,
+    /// Not violations, never deny, but the user must see them: an image allowed without
+    /// full verification (signatures `onError: allow`, `noMatch: warn`).
+    pub notices: Vec<Violation>,
 }
 
 impl Verdict {
@@ -23,13 +26,15 @@ impl Verdict {
         Self {
             skipped: Some(reason),
             findings: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
-    pub fn judged(findings: Vec<Finding>) -> Self {
+    pub fn judged(findings: Vec<Finding>, notices: Vec<Violation>) -> Self {
         Self {
             skipped: None,
             findings,
+            notices,
         }
     }
 
@@ -65,12 +70,14 @@ impl Verdict {
         message
     }
 
-    /// Admission warnings: every finding that does not deny.
+    /// Admission warnings: every finding that does not deny, then every notice.
     pub fn warnings(&self) -> Vec<String> {
         self.findings
             .iter()
             .filter(|f| !f.enforced)
-            .map(|f| format!("guardrail: {}", f.violation))
+            .map(|f| &f.violation)
+            .chain(&self.notices)
+            .map(|v| format!("guardrail: {v}"))
             .collect()
     }
 }

@@ -2,7 +2,7 @@
 
 use futures::future::BoxFuture;
 
-use super::{ImagePolicy, PolicyName, Violation};
+use super::{ImageFindings, ImagePolicy, PolicyName, Violation};
 use crate::{
     image::{ImageError, ImageRef},
     workload::ImageUse,
@@ -16,8 +16,9 @@ impl ImagePolicy for DigestPolicy {
         PolicyName::Digest
     }
 
-    fn check<'a>(&'a self, images: &'a [ImageUse]) -> BoxFuture<'a, Vec<Violation>> {
-        Box::pin(async move { images.iter().filter_map(check_image).collect() })
+    fn check<'a>(&'a self, images: &'a [ImageUse]) -> BoxFuture<'a, ImageFindings> {
+        let violations: Vec<Violation> = images.iter().filter_map(check_image).collect();
+        Box::pin(std::future::ready(violations.into()))
     }
 }
 
