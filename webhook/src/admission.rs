@@ -155,10 +155,13 @@ fn parse(body: &[u8]) -> Result<Parsed, BadRequest> {
     Ok((request, object, old_object))
 }
 
+/// The request's namespace wins over the object's: the API server sets it, while the
+/// object is the requester's own words (and `scope.exemptNamespaces` must not be
+/// claimable by writing `metadata.namespace: kube-system`).
 fn read(kind: WorkloadKind, object: &Value, namespace: Option<&str>) -> Result<Workload, String> {
     let mut workload = Workload::read(kind, object).map_err(|e| e.to_string())?;
-    if workload.namespace.is_none() {
-        workload.namespace = namespace.map(str::to_string);
+    if let Some(namespace) = namespace.filter(|n| !n.is_empty()) {
+        workload.namespace = Some(namespace.to_string());
     }
     Ok(workload)
 }

@@ -25,6 +25,10 @@ or a grpc probe";
 /// Containers that are not serving containers: the probes and resources policies skip them.
 pub const DEFAULT_SIDECAR_CONTAINERS: &[&str] =
     &["istio-proxy", "linkerd-proxy", "guardrail-sidecar"];
+/// Repositories (globs over the normalised reference without tag or digest) that
+/// Knative's queue-proxy may come from: Knative's release images.
+pub const DEFAULT_QUEUE_PROXY_IMAGES: &[&str] =
+    &["gcr.io/knative-releases/knative.dev/serving/cmd/queue"];
 /// Namespaces never checked, so a bad policy can never lock the control plane out.
 pub const DEFAULT_EXEMPT_NAMESPACES: &[&str] = &["kube-system"];
 
@@ -166,10 +170,18 @@ pub struct Scope {
     pub exempt_namespaces: Vec<String>,
     /// An object carrying any of these labels (same key and value) is not checked.
     pub exempt_labels: BTreeMap<String, String>,
-    /// Containers (by name) that every policy skips. Default none. (Knative's queue-proxy
-    /// is always skipped in pods Knative built: its image is the cluster's, not the
-    /// author's; elsewhere that name gets no free pass.)
+    /// Containers (by name) that every policy skips. Default none. The workload author
+    /// chooses container names, so anyone can claim an exempt name: prefer `exemptImages`.
     pub exempt_containers: Vec<String>,
+    /// Where Knative's queue-proxy image may come from: globs over the normalised
+    /// repository (no tag or digest), e.g. `gcr.io/knative-releases/knative.dev/serving/
+    /// cmd/queue`. In a pod Knative built (label `serving.knative.dev/revision`, a
+    /// `queue-proxy` container) whose queue-proxy image matches, queue-proxy is the
+    /// cluster's container: no probes, resources or signature checks (digest pinning
+    /// still applies) and it runs the user container's readiness probe. A queue-proxy
+    /// from anywhere else gets no exemption and the pod is judged as a plain pod.
+    /// Default: Knative's release repository; add your mirror if you mirror it.
+    pub queue_proxy_images: Vec<String>,
     /// Containers that are not serving containers: probes and resources skip them, the
     /// digest policy still applies. Default `[istio-proxy, linkerd-proxy, guardrail-sidecar]`.
     pub sidecar_containers: Vec<String>,
@@ -186,6 +198,7 @@ impl Default for Scope {
             exempt_namespaces: owned(DEFAULT_EXEMPT_NAMESPACES),
             exempt_labels: BTreeMap::new(),
             exempt_containers: Vec::new(),
+            queue_proxy_images: owned(DEFAULT_QUEUE_PROXY_IMAGES),
             sidecar_containers: owned(DEFAULT_SIDECAR_CONTAINERS),
             exempt_images: Vec::new(),
         }
@@ -243,19 +256,40 @@ impl Config {
             ("scope.exemptContainers", &self.scope.exempt_containers),
             ("scope.sidecarContainers", &self.scope.sidecar_containers),
             ("scope.exemptImages", &self.scope.exempt_images),
+            ("scope.queueProxyImages", &self.scope.queue_proxy_images),
         ];
         for (field, list) in lists {
             if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
                 return Err(invalid(format!("{field}[{i}]"), "must not be empty".into()));
             }
         }
-        for (i, glob) in self.scope.exempt_images.iter().enumerate() {
-            image_glob(glob).map_err(|e| {
-                invalid(
-                    format!("scope.exemptImages[{i}]"),
-                    format!("{glob:?} is not a valid glob: {e}"),
-                )
-            })?;
+        let globs = [
+            ("scope.exemptImages", &self.scope.exempt_images),
+            ("scope.queueProxyImages", &self.scope.queue_proxy_images),
+        ];
+        for (field, list) in globs {
+            for (i, glob) in list.iter().enumerate() {
+                // Matched against normalised references only, so a short form such as
+                // `nginx:*` would silently match nothing: refuse it with the fix.
+                let first = glob.split('/').next().unwrap_or_default();
+                let hostish =
+                    first.contains(['.', ':', '*', '?', '[', '{']) || first == "localhost";
+                if !hostish || !glob.contains('/') {
+                    return Err(invalid(
+                        format!("{field}[{i}]"),
+                        format!(
+                            "{glob:?} is not a normalised reference: start with the registry \
+                             host, e.g. \"docker.io/library/nginx:*\" for nginx"
+                        ),
+                    ));
+                }
+                image_glob(glob).map_err(|e| {
+                    invalid(
+                        format!("{field}[{i}]"),
+                        format!("{glob:?} is not a valid glob: {e}"),
+                    )
+                })?;
+            }
         }
         if let Some(selector) = &self.scope.selector {
             selector

@@ -20,13 +20,14 @@ use crate::{
     error::ConfigError,
     image::ImageRef,
     policy::{digest::DigestPolicy, probes, resources, ImagePolicy, PolicyName, Violation},
-    workload::{ContainerSite, ImageUse, Role, Workload},
+    workload::{ContainerSite, Flavor, ImageUse, PodUnit, Role, Workload, QUEUE_PROXY},
 };
 
 /// A compiled configuration, ready to judge workloads.
 pub struct Engine {
     config: Config,
     exempt_images: GlobSet,
+    queue_proxy_images: GlobSet,
     image_policies: Vec<Arc<dyn ImagePolicy>>,
 }
 
@@ -46,20 +47,13 @@ impl Engine {
 
     fn compile(config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut globs = GlobSetBuilder::new();
-        for (i, pattern) in config.scope.exempt_images.iter().enumerate() {
-            globs.add(image_glob(pattern).map_err(|e| ConfigError::Invalid {
-                field: format!("scope.exemptImages[{i}]"),
-                message: e.to_string(),
-            })?);
-        }
-        let exempt_images = globs.build().map_err(|e| ConfigError::Invalid {
-            field: "scope.exemptImages".into(),
-            message: e.to_string(),
-        })?;
+        let exempt_images = glob_set("scope.exemptImages", &config.scope.exempt_images)?;
+        let queue_proxy_images =
+            glob_set("scope.queueProxyImages", &config.scope.queue_proxy_images)?;
         Ok(Self {
             config,
             exempt_images,
+            queue_proxy_images,
             image_policies: vec![Arc::new(DigestPolicy)],
         })
     }
@@ -95,22 +89,38 @@ impl Engine {
             return Verdict::skipped(reason);
         }
         let scope = &self.config.scope;
-        let containers: Vec<ContainerSite<'_>> = workload
+        let mut containers: Vec<ContainerSite<'_>> = workload
             .containers()
             .into_iter()
-            .filter(|c| !scope.exempt_containers.contains(&c.name) && !c.is_knative_queue_proxy())
+            .filter(|c| !scope.exempt_containers.contains(&c.name))
             .collect();
-        let images: Vec<ImageUse> = workload
-            .images(&containers)
+        let notices = self.demote_untrusted_knative_pods(workload, &mut containers);
+        let (platform, authored): (Vec<_>, Vec<_>) = containers
+            .iter()
+            .cloned()
+            .partition(ContainerSite::is_knative_queue_proxy);
+        let authored_images: Vec<ImageUse> = workload
+            .images(&authored)
             .into_iter()
             .filter(|i| !self.image_exempt(&i.image))
             .collect();
+        // The cluster's queue-proxy is pinned like any image, but its signature is the
+        // platform's business (Knative's config-deployment), not the workload author's.
+        let platform_images =
+            (platform.iter().map(ImageUse::of)).filter(|i| !self.image_exempt(&i.image));
+        let all_images: Vec<ImageUse> = (authored_images.iter().cloned())
+            .chain(platform_images)
+            .collect();
 
         let mut violations = Vec::new();
-        let mut warnings = Vec::new();
+        let mut warnings = notices;
         for policy in &self.image_policies {
             if self.mode_of(policy.name()) != PolicyMode::Off {
-                let found = policy.check(&images).await;
+                let images = match policy.name() {
+                    PolicyName::Digest => &all_images,
+                    _ => &authored_images,
+                };
+                let found = policy.check(images).await;
                 violations.extend(found.violations);
                 warnings.extend(found.warnings);
             }
@@ -163,19 +173,73 @@ impl Engine {
         }
     }
 
-    /// Regular containers of long-running pods serve traffic, except declared sidecars.
+    /// Regular containers of long-running pods serve traffic, except declared sidecars
+    /// and the cluster's queue-proxy.
     fn is_serving(&self, site: &ContainerSite<'_>) -> bool {
         site.role == Role::Regular
             && !site.runs_to_completion
+            && !site.is_knative_queue_proxy()
             && !self.config.scope.sidecar_containers.contains(&site.name)
     }
 
+    /// Exemptions match the normalised reference only: the raw string is not what the
+    /// runtime pulls, and an image that does not parse is never exempt.
     fn image_exempt(&self, image: &str) -> bool {
-        if self.exempt_images.is_empty() {
-            return false;
+        !self.exempt_images.is_empty()
+            && ImageRef::parse(image).is_ok_and(|r| self.exempt_images.is_match(r.normalised()))
+    }
+
+    /// Anyone who can create a Pod can label it as Knative's and name a container
+    /// queue-proxy: only the cluster's queue-proxy image earns the Knative reading. The
+    /// other pods are judged as plain pods, with a notice saying why (on a cluster that
+    /// mirrors or rebuilds queue-proxy, the fix is one line of config).
+    fn demote_untrusted_knative_pods(
+        &self,
+        workload: &Workload,
+        containers: &mut [ContainerSite<'_>],
+    ) -> Vec<Violation> {
+        let demoted: Vec<usize> = (workload.pods.iter().enumerate())
+            .filter(|(_, p)| p.flavor == Flavor::KnativePod && !self.trusts_queue_proxy(p))
+            .map(|(i, _)| i)
+            .collect();
+        let mut notices = Vec::new();
+        for site in containers.iter_mut().filter(|c| demoted.contains(&c.pod)) {
+            site.flavor = Flavor::Plain;
+            site.delegated_readiness = None;
+            if site.role == Role::Regular && site.name == QUEUE_PROXY {
+                notices.push(Violation {
+                    policy: PolicyName::Probes,
+                    container: Some(site.name.clone()),
+                    field: format!("{}.image", site.path),
+                    message: format!(
+                        "image {:?} is not one of scope.queueProxyImages, so this pod is not \
+                         treated as Knative's and queue-proxy gets no exemption",
+                        site.spec.image.as_deref().unwrap_or_default()
+                    ),
+                    hint: "if it is your cluster's Knative queue-proxy (a mirror or a vendor \
+                           build), add its repository to scope.queueProxyImages"
+                        .into(),
+                });
+            }
         }
-        self.exempt_images.is_match(image)
-            || ImageRef::parse(image).is_ok_and(|r| self.exempt_images.is_match(r.normalised()))
+        notices
+    }
+
+    /// Every `queue-proxy` of a Knative-built pod runs an image from
+    /// `scope.queueProxyImages` (matched on the normalised repository).
+    fn trusts_queue_proxy(&self, pod: &PodUnit) -> bool {
+        let containers = pod.spec.containers.as_deref().unwrap_or_default();
+        let mut queue_proxies = containers
+            .iter()
+            .filter(|c| c.name.as_deref() == Some(QUEUE_PROXY))
+            .peekable();
+        queue_proxies.peek().is_some()
+            && queue_proxies.all(|c| {
+                c.image
+                    .as_deref()
+                    .and_then(|image| ImageRef::parse(image).ok())
+                    .is_some_and(|r| self.queue_proxy_images.is_match(r.repository()))
+            })
     }
 
     /// The declared warm-up; a malformed annotation is itself a probes violation.
@@ -196,6 +260,20 @@ impl Engine {
             }
         }
     }
+}
+
+fn glob_set(field: &str, patterns: &[String]) -> Result<GlobSet, ConfigError> {
+    let mut globs = GlobSetBuilder::new();
+    for (i, pattern) in patterns.iter().enumerate() {
+        globs.add(image_glob(pattern).map_err(|e| ConfigError::Invalid {
+            field: format!("{field}[{i}]"),
+            message: e.to_string(),
+        })?);
+    }
+    globs.build().map_err(|e| ConfigError::Invalid {
+        field: field.into(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl ImageRef {
         match Reference::try_from(image) {
             Ok(reference) => {
                 if let Some(digest) = reference.digest() {
-                    check_digest_hex(digest)?;
+                    check_digest(digest)?;
                 }
                 let implicit_latest = reference.digest().is_none() && !has_explicit_tag(image);
                 Ok(Self {
@@ -77,9 +77,18 @@ impl ImageRef {
     }
 }
 
-/// oci-spec checks algorithm and length; the runtime also needs lowercase hex.
-fn check_digest_hex(digest: &str) -> Result<(), ImageError> {
-    let hex = digest.split_once(':').map_or("", |(_, hex)| hex);
+/// oci-spec checks the length for the algorithm; the runtime also needs lowercase hex.
+/// Only sha256 is accepted: the OCI spec also registers sha512 (and the runtime's parser
+/// takes sha384), but registries, cosign signature tags and our verifier all key on
+/// sha256, so any other algorithm could not be verified and is refused up front.
+fn check_digest(digest: &str) -> Result<(), ImageError> {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or((digest, ""));
+    if algorithm != "sha256" {
+        return Err(ImageError::Digest(format!(
+            "{digest:?} uses {algorithm}; Guardrail accepts sha256 digests only (the digest \
+             registries and cosign signatures use): pin the image by its sha256 digest"
+        )));
+    }
     if hex
         .chars()
         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))

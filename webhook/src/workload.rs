@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use kind::WorkloadKind;
+pub use knative::QUEUE_PROXY;
 pub use podspec::{ContainerView, PodSpecView};
 
 use podspec::read_at;
@@ -59,12 +60,20 @@ pub struct ContainerSite<'a> {
     pub flavor: Flavor,
     /// The pod runs to completion (`restartPolicy: Never`/`OnFailure`, i.e. a Job).
     pub runs_to_completion: bool,
+    /// Index of its pod spec in [`Workload::pods`].
+    pub pod: usize,
 }
 
 impl ContainerSite<'_> {
-    /// Knative's queue-proxy in a pod Knative built: the cluster operator's container.
+    /// Knative's queue-proxy in a pod Knative built. Whether its image really is the
+    /// cluster's is the engine's call (`scope.queueProxyImages`), which demotes the pod
+    /// to [`Flavor::Plain`] when it is not.
     pub fn is_knative_queue_proxy(&self) -> bool {
-        self.flavor == Flavor::KnativePod && self.name == knative::QUEUE_PROXY
+        // Only the regular container: an init or ephemeral container of that name is the
+        // author's (the API server forbids the clash; `check` sees unvalidated files).
+        self.flavor == Flavor::KnativePod
+            && self.role == Role::Regular
+            && self.name == knative::QUEUE_PROXY
     }
 }
 
@@ -76,6 +85,17 @@ pub struct ImageUse {
     pub container: String,
     /// e.g. `spec.containers[1].image`
     pub field: String,
+}
+
+impl ImageUse {
+    /// The image a container runs.
+    pub fn of(site: &ContainerSite<'_>) -> Self {
+        Self {
+            image: site.spec.image.clone().unwrap_or_default(),
+            container: site.name.clone(),
+            field: format!("{}.image", site.path),
+        }
+    }
 }
 
 /// A workload read from an admission request or a manifest.
@@ -149,7 +169,13 @@ impl Workload {
             let flavor = match kind {
                 k if k.is_knative() => Flavor::KnativeTemplate,
                 WorkloadKind::InferenceService => Flavor::KServeComponent,
-                WorkloadKind::Pod if knative::is_revision_pod(&labels, &spec) => Flavor::KnativePod,
+                // Knative's reconciler makes a Deployment; its ReplicaSets and Pods carry
+                // the same template, so all three are judged the way Knative lays it out.
+                WorkloadKind::Pod | WorkloadKind::Deployment | WorkloadKind::ReplicaSet
+                    if knative::is_revision_pod(&labels, &spec) =>
+                {
+                    Flavor::KnativePod
+                }
                 _ => Flavor::Plain,
             };
             pods.push(PodUnit {
@@ -176,7 +202,7 @@ impl Workload {
     /// Every container of every pod spec, with its path and effective name.
     pub fn containers(&self) -> Vec<ContainerSite<'_>> {
         let mut sites = Vec::new();
-        for pod in &self.pods {
+        for (pod_index, pod) in self.pods.iter().enumerate() {
             let runs_to_completion = matches!(
                 pod.spec.restart_policy.as_deref(),
                 Some("Never" | "OnFailure")
@@ -201,6 +227,7 @@ impl Workload {
                         delegated_readiness: None,
                         flavor: pod.flavor,
                         runs_to_completion,
+                        pod: pod_index,
                     });
                 }
             }
@@ -214,14 +241,7 @@ impl Workload {
     /// Every image the object would pull: containers of all kinds, image volumes, and
     /// images named outside pod specs.
     pub fn images(&self, containers: &[ContainerSite<'_>]) -> Vec<ImageUse> {
-        let mut images: Vec<ImageUse> = containers
-            .iter()
-            .map(|c| ImageUse {
-                image: c.spec.image.clone().unwrap_or_default(),
-                container: c.name.clone(),
-                field: format!("{}.image", c.path),
-            })
-            .collect();
+        let mut images: Vec<ImageUse> = containers.iter().map(ImageUse::of).collect();
         for pod in &self.pods {
             for (i, v) in pod
                 .spec

@@ -337,3 +337,38 @@ async fn serves_certificates_made_by_certs_generate() {
     assert_eq!(status, 200);
     assert_eq!(answer["response"]["allowed"], true);
 }
+
+#[tokio::test]
+async fn a_pod_posing_as_knative_gets_no_queue_proxy_exemption() {
+    let webhook = Webhook::start(&[]);
+    let client = webhook.client();
+    let pod = &manifest("webhook/tests/data/knative-revision-pod.yaml")[0];
+
+    // Knative's Deployment for the same revision is allowed, like its pod.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "sentiment-00001-deployment", "namespace": "ml-serving"},
+        "spec": {"template": {"metadata": pod["metadata"].clone(), "spec": pod["spec"].clone()}}
+    });
+    let (_, answer) = webhook
+        .validate(&client, &admission_review("kn-dep", "CREATE", &deployment))
+        .await;
+    assert_eq!(response(&answer)["allowed"], true, "{answer}");
+
+    // Anyone can label a Pod as Knative's and call a container queue-proxy.
+    let mut impostor = pod.clone();
+    impostor["spec"]["containers"][1]["image"] = json!(format!(
+        "docker.io/attacker/miner@sha256:{}",
+        "ab".repeat(32)
+    ));
+    let (_, answer) = webhook
+        .validate(&client, &admission_review("kn-fake", "CREATE", &impostor))
+        .await;
+    let r = response(&answer);
+    assert_eq!(r["allowed"], false, "{answer}");
+    let message = r["status"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("container \"queue-proxy\""),
+        "the impostor is judged: {message}"
+    );
+}

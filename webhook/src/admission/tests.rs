@@ -164,6 +164,41 @@ async fn namespace_comes_from_the_request_when_the_object_has_none() {
 }
 
 #[tokio::test]
+async fn an_object_cannot_claim_an_exempt_namespace_the_request_is_not_in() {
+    // The API server rejects a mismatch before admission today; we must not depend on it.
+    let mut object = pod("busybox");
+    object["metadata"]["namespace"] = json!("kube-system");
+    let d = decide_default(&review("CREATE", "", "Pod", object))
+        .await
+        .expect("decided");
+    assert!(!response(&d).allowed, "judged in ml, not kube-system");
+    assert!(response(&d).result.message.contains("Pod ml/p"));
+}
+
+#[tokio::test]
+async fn older_api_versions_and_dry_runs_are_judged_the_same() {
+    let deployment = json!({"apiVersion": "apps/v1beta2", "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}});
+    let cron = json!({"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "c"},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox"}]}}}}}});
+    for (group, kind, version, object) in [
+        ("apps", "Deployment", "v1beta2", deployment),
+        ("batch", "CronJob", "v1beta1", cron),
+    ] {
+        let mut body: Value =
+            serde_json::from_slice(&review("CREATE", group, kind, object)).expect("json");
+        body["request"]["kind"]["version"] = json!(version);
+        body["request"]["dryRun"] = json!(true);
+        let d = decide_default(&serde_json::to_vec(&body).expect("bytes"))
+            .await
+            .expect("decided");
+        assert!(!response(&d).allowed, "{group}/{version} {kind}");
+    }
+}
+
+#[tokio::test]
 async fn update_denies_only_what_the_change_introduces() {
     let mut body: Value =
         serde_json::from_slice(&review("UPDATE", "", "Pod", pod("busybox:1.36"))).expect("json");

@@ -11,7 +11,7 @@ use tracing::{error, info};
 use super::Config;
 use crate::{
     engine::{Engine, EngineOptions},
-    error::Error,
+    error::{ConfigError, Error},
     metrics::{Metrics, ResultLabels},
 };
 
@@ -91,9 +91,7 @@ fn watch(
             last = Some(text.clone());
             // A new verifier per config: its cache starts empty, so a changed rule never
             // reuses a verdict made under the old one.
-            let result = Config::parse(&text)
-                .and_then(|config| Engine::build(config, &options))
-                .map_err(|e| e.in_file(&path));
+            let result = reloaded_engine(&text, &options).map_err(|e| e.in_file(&path));
             match result {
                 Ok(engine) => {
                     engines.send_replace(Arc::new(engine));
@@ -110,6 +108,22 @@ fn watch(
     Ok(())
 }
 
+/// The engine for a changed file. An empty file is refused, not read as "all defaults":
+/// it is what a writer that truncates then writes leaves for a moment, and the defaults
+/// have no signature rules, so accepting it would switch verification off (fail open)
+/// until the next event. To really go back to the defaults, write a comment or `{}`.
+fn reloaded_engine(text: &str, options: &EngineOptions) -> Result<Engine, ConfigError> {
+    if text.trim().is_empty() {
+        return Err(ConfigError::Parse {
+            path: None,
+            message: "the file is empty (a write in progress?); keeping the last good config. \
+                      To return to the built-in defaults, write `{}`"
+                .into(),
+        });
+    }
+    Config::parse(text).and_then(|config| Engine::build(config, options))
+}
+
 fn record(metrics: &Metrics, result: &'static str) {
     metrics
         .config_reloads
@@ -118,4 +132,24 @@ fn record(metrics: &Metrics, result: &'static str) {
     metrics
         .config_last_reload_ok
         .set(i64::from(result == "success"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_a_write_in_progress_not_the_defaults() {
+        let options = EngineOptions::unregistered();
+        for text in ["", "\n  \n"] {
+            let err = match reloaded_engine(text, &options) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{text:?} must not replace the running config"),
+            };
+            assert!(err.contains("empty"), "{err}");
+        }
+        let engine = reloaded_engine("{}", &options).expect("explicit defaults");
+        assert!(engine.config().signatures.rules.is_empty());
+        assert!(reloaded_engine("# defaults\n", &options).is_ok());
+    }
 }

@@ -5,6 +5,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::{config::Config, workload::WorkloadKind};
 
+mod bypasses;
+mod queue_proxy;
+
 fn repo_file(relative: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -57,6 +60,9 @@ fn found(verdict: &Verdict) -> Vec<(PolicyName, String, bool)> {
         })
         .collect()
 }
+
+/// Knative's release repository for queue-proxy (the `scope.queueProxyImages` default).
+const QUEUE: &str = "gcr.io/knative-releases/knative.dev/serving/cmd/queue";
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
@@ -138,29 +144,6 @@ async fn knative_pod_readiness_is_read_from_queue_proxy() {
 }
 
 #[tokio::test]
-async fn queue_proxy_is_only_exempt_in_pods_knative_built() {
-    let mut pod = objects(&repo_file("webhook/tests/data/knative-revision-pod.yaml")).remove(0);
-    pod["spec"]["containers"][1]["image"] = json!("gcr.io/knative-releases/queue:v1.15");
-    assert!(
-        judge(&pod).await.findings.is_empty(),
-        "the cluster's queue-proxy is not the author's"
-    );
-
-    // The same container in a Deployment is the author's and is checked.
-    let mut d = deployment(good_container());
-    let containers = d["spec"]["template"]["spec"]["containers"]
-        .as_array_mut()
-        .expect("containers");
-    containers.push(json!({"name": "queue-proxy", "image": "acme/sneaky:latest"}));
-    let verdict = judge(&d).await;
-    assert!(verdict
-        .findings
-        .iter()
-        .any(|f| f.violation.container.as_deref() == Some("queue-proxy")
-            && f.violation.policy == PolicyName::Digest));
-}
-
-#[tokio::test]
 async fn the_pod_kserve_builds_in_serverless_mode_is_judged_like_knative() {
     let pinned = |name: &str| format!("docker.io/kserve/{name}@{DIGEST}");
     let mut pod = json!({
@@ -176,7 +159,7 @@ async fn the_pod_kserve_builds_in_serverless_mode_is_judged_like_knative() {
                  "ports": [{"name": "user-port", "containerPort": 8080}],
                  "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": 8080}},
                  "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}},
-                {"name": "queue-proxy", "image": "gcr.io/knative-releases/queue:v1.15",
+                {"name": "queue-proxy", "image": format!("{QUEUE}@{DIGEST}"),
                  "env": [{"name": "SERVING_READINESS_PROBE",
                           "value": r#"{"httpGet":{"path":"/v2/health/ready","port":8080},"successThreshold":1}"#}]}
             ]

@@ -92,3 +92,31 @@ fn empty_and_garbage_are_errors() {
         Err(ImageError::Invalid(_))
     ));
 }
+
+#[test]
+fn only_sha256_digests_are_accepted() {
+    // Legal for the runtime, but no registry signature or verifier of ours keys on them.
+    for (algorithm, len) in [("sha512", 128), ("sha384", 96)] {
+        let image = format!("nginx@{algorithm}:{}", "a".repeat(len));
+        match ImageRef::parse(&image) {
+            Err(ImageError::Digest(message)) => {
+                assert!(message.contains("sha256 digests only"), "{message}")
+            }
+            other => panic!("{image}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn whitespace_and_control_characters_are_not_references() {
+    for image in [
+        format!(" nginx@sha256:{HEX}"),
+        format!("nginx@sha256:{HEX}\n"),
+        format!("nginx@sha256:{HEX} "),
+        format!("ng\tinx@sha256:{HEX}"),
+        format!("nginx\u{0}@sha256:{HEX}"),
+        format!("quay.io/acme/../x@sha256:{HEX}"),
+    ] {
+        assert!(ImageRef::parse(&image).is_err(), "{image:?} must not parse");
+    }
+}

@@ -22,6 +22,42 @@ pub const KNATIVE_GROUP: &str = "serving.knative.dev";
 pub const KSERVE_GROUP: &str = "serving.kserve.io";
 
 impl WorkloadKind {
+    /// Every kind, e.g. to check that a WebhookConfiguration sends us all of them.
+    pub const ALL: [WorkloadKind; 11] = {
+        use WorkloadKind::*;
+        [
+            Pod,
+            Deployment,
+            ReplicaSet,
+            StatefulSet,
+            DaemonSet,
+            Job,
+            CronJob,
+            KnativeService,
+            KnativeConfiguration,
+            KnativeRevision,
+            InferenceService,
+        ]
+    };
+
+    /// API group and resource (plural) as WebhookConfiguration rules name them.
+    pub fn group_resource(self) -> (&'static str, &'static str) {
+        use WorkloadKind::*;
+        match self {
+            Pod => ("", "pods"),
+            Deployment => ("apps", "deployments"),
+            ReplicaSet => ("apps", "replicasets"),
+            StatefulSet => ("apps", "statefulsets"),
+            DaemonSet => ("apps", "daemonsets"),
+            Job => ("batch", "jobs"),
+            CronJob => ("batch", "cronjobs"),
+            KnativeService => (KNATIVE_GROUP, "services"),
+            KnativeConfiguration => (KNATIVE_GROUP, "configurations"),
+            KnativeRevision => (KNATIVE_GROUP, "revisions"),
+            InferenceService => (KSERVE_GROUP, "inferenceservices"),
+        }
+    }
+
     /// Matches on API group and kind; any version of the group is read the same way.
     pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
         use WorkloadKind::*;

@@ -228,6 +228,46 @@ async fn knative_queue_proxy_is_not_asked_for_a_signature_in_pods_knative_built(
     assert_eq!(about, vec![Some("user-container")], "{verdict:?}");
 }
 
+#[tokio::test]
+async fn a_queue_proxy_from_elsewhere_is_asked_for_a_signature() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/knative-revision-pod.yaml");
+    let text = std::fs::read_to_string(&path).expect("knative pod fixture");
+    let mut pod = crate::check::parse_documents("pod", &text).expect("fixture parses")[0]
+        .value
+        .clone();
+    // A bare Pod labelled as Knative's, with a "queue-proxy" that is not Knative's image.
+    pod["spec"]["containers"][1]["image"] = json!(format!("docker.io/attacker/miner@{}", digest()));
+    let verdict = engine(config(&format!("{DOWN}/acme/**"), "", ""))
+        .evaluate(&read(&pod))
+        .await;
+    assert!(
+        verdict.findings.iter().any(|f| f.enforced
+            && f.violation.policy == PolicyName::Signatures
+            && f.violation.container.as_deref() == Some("queue-proxy")),
+        "{verdict:?}"
+    );
+
+    // Next to the cluster's queue-proxy, a debug container of the same name is the
+    // author's (only an unvalidated file can hold both, but `check` reads those).
+    let mut pod = crate::check::parse_documents("pod", &text).expect("fixture parses")[0]
+        .value
+        .clone();
+    pod["spec"]["ephemeralContainers"] = json!([{"name": "queue-proxy",
+        "image": format!("docker.io/attacker/miner@{}", digest())}]);
+    let verdict = engine(config(&format!("{DOWN}/acme/**"), "", ""))
+        .evaluate(&read(&pod))
+        .await;
+    assert!(
+        verdict
+            .findings
+            .iter()
+            .any(|f| f.violation.policy == PolicyName::Signatures
+                && f.violation.field == "spec.ephemeralContainers[0].image"),
+        "{verdict:?}"
+    );
+}
+
 #[test]
 fn budget_must_fit_in_the_request_timeout() {
     let options = EngineOptions {
