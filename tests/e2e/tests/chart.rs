@@ -1,0 +1,792 @@
+//! The Helm chart (`charts/guardrail`), rendered by the real Helm engine (helm-python-sdk,
+//! the Helm v4 SDK as a library), linted, validated against the Kubernetes OpenAPI schemas
+//! (kubernetes-validate), and held to what the binary really does: every rendered flag
+//! exists in `guardrail-webhook serve --help`, the rendered arguments start the real
+//! server (secret mode; self-managed mode against the Kubernetes API emulator, within the
+//! rendered RBAC), and the rendered Deployment passes our own `guardrail-webhook check`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use guardrail_e2e::{bins::bin, process::ChildGuard, webhook::workspace_root};
+use serde_json::{json, Value};
+
+const NAMESPACE: &str = "guardrail-system";
+/// The chart's floor (`kubeVersion` in Chart.yaml) and kubernetes-validate's newest.
+const KUBE_VERSIONS: [&str; 2] = ["1.27.0", "1.37.0"];
+
+/// A tool from the chart venv that tests/setup/chart.sh installs.
+fn tool(env: &str, name: &str) -> PathBuf {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").expect("HOME is set");
+        Path::new(&home)
+            .join(".cache/guardrail/chart-venv/bin")
+            .join(name)
+    });
+    assert!(
+        path.exists(),
+        "{} is missing ({env}): run tests/run.sh (tests/setup/chart.sh installs helm-python-sdk and kubernetes-validate)",
+        path.display()
+    );
+    path
+}
+
+/// One chart rendering: Helm's lint report and the manifests, or Helm's error.
+#[derive(Clone)]
+struct Rendered {
+    lint: Value,
+    manifests: BTreeMap<String, String>,
+    error: Option<String>,
+}
+
+impl Rendered {
+    /// Every object, parsed from the rendered YAML (NOTES.txt left out).
+    fn objects(&self) -> Vec<Value> {
+        self.manifests
+            .iter()
+            .filter(|(path, _)| path.ends_with(".yaml"))
+            .flat_map(|(path, text)| {
+                serde_saphyr::from_multiple::<Value>(text)
+                    .unwrap_or_else(|e| panic!("{path} is not YAML: {e}\n{text}"))
+            })
+            .filter(|object| !object.is_null())
+            .collect()
+    }
+
+    fn kinds(&self) -> BTreeSet<String> {
+        self.objects()
+            .iter()
+            .map(|o| o["kind"].as_str().expect("kind").to_string())
+            .collect()
+    }
+
+    fn get(&self, kind: &str) -> Vec<Value> {
+        self.objects()
+            .into_iter()
+            .filter(|o| o["kind"] == kind)
+            .collect()
+    }
+
+    fn one(&self, kind: &str) -> Value {
+        let mut found = self.get(kind);
+        assert_eq!(found.len(), 1, "expected one {kind}, got {found:?}");
+        found.remove(0)
+    }
+
+    fn container(&self) -> Value {
+        self.one("Deployment")["spec"]["template"]["spec"]["containers"][0].clone()
+    }
+
+    /// The container's `--flag=value` arguments after `serve`.
+    fn flags(&self) -> BTreeMap<String, String> {
+        let container = self.container();
+        let args = container["args"].as_array().expect("args");
+        assert_eq!(args[0], "serve", "the container runs `serve`: {args:?}");
+        args[1..]
+            .iter()
+            .map(|arg| {
+                let arg = arg.as_str().expect("string arg");
+                let (flag, value) = arg.split_once('=').unwrap_or((arg, ""));
+                (flag.to_string(), value.to_string())
+            })
+            .collect()
+    }
+}
+
+/// Renders the chart once per case (`values` overrides) in one Python process.
+fn render_all(cases: &[(&str, Value)]) -> Vec<Rendered> {
+    let root = workspace_root();
+    let input: Vec<Value> = cases
+        .iter()
+        .map(|(name, values)| json!({"name": name, "namespace": NAMESPACE, "values": values}))
+        .collect();
+    let mut child = Command::new(tool("GUARDRAIL_CHART_PYTHON", "python"))
+        .arg(root.join("charts/tools/helm.py"))
+        .arg(root.join("charts/guardrail"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the chart renderer");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(serde_json::to_string(&input).expect("json").as_bytes())
+        .expect("write cases");
+    drop(stdin);
+    let output = child.wait_with_output().expect("renderer output");
+    assert!(
+        output.status.success(),
+        "charts/tools/helm.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&output.stdout).expect("renderer JSON");
+    results
+        .into_iter()
+        .map(|r| Rendered {
+            lint: r["lint"].clone(),
+            manifests: serde_json::from_value(r["manifests"].clone()).unwrap_or_default(),
+            error: r["error"].as_str().map(str::to_string),
+        })
+        .collect()
+}
+
+fn render(values: Value) -> Rendered {
+    let rendered = render_all(&[("case", values)]).remove(0);
+    if let Some(error) = &rendered.error {
+        panic!("helm template failed: {error}");
+    }
+    rendered
+}
+
+/// Lint must report no warning or error (severity 2 and 3).
+fn assert_lint_clean(rendered: &Rendered) {
+    let problems: Vec<&Value> = rendered.lint["messages"]
+        .as_array()
+        .expect("lint messages")
+        .iter()
+        .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
+        .collect();
+    assert!(problems.is_empty(), "helm lint: {problems:?}");
+}
+
+/// Writes every rendered manifest and runs kubernetes-validate --strict on all of them.
+fn assert_valid_kubernetes(rendered: &Rendered) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for (path, text) in &rendered.manifests {
+        if path.ends_with(".yaml") && !text.trim().is_empty() {
+            let file = dir.path().join(path.replace('/', "_"));
+            std::fs::write(&file, text).expect("write manifest");
+            files.push(file);
+        }
+    }
+    for version in KUBE_VERSIONS {
+        let output = Command::new(tool("GUARDRAIL_KUBERNETES_VALIDATE", "kubernetes-validate"))
+            .args(["--strict", "-k", version])
+            .args(&files)
+            .output()
+            .expect("run kubernetes-validate");
+        let report = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubernetes {version}:\n{report}");
+        // A kind it has no schema for (our CRD-based ServiceMonitor) is only a warning;
+        // everything built in must really have been checked.
+        for line in report.lines().filter(|l| l.starts_with("WARN")) {
+            assert!(line.contains("kind ServiceMonitor"), "{line}");
+        }
+    }
+}
+
+fn serve_help() -> String {
+    let output = Command::new(bin("guardrail-webhook"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("run serve --help");
+    assert!(output.status.success(), "serve --help failed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn all_options() -> Value {
+    json!({
+        "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}},
+        "networkPolicy": {"enabled": true, "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]},
+        "sidecarRBAC": {"enabled": true, "bindings": [{"namespace": "ml", "serviceAccounts": ["default", "model"]}]},
+        "registryAuth": {"secretName": "regcred"},
+        "signatureKeys": {"configMap": "cosign-keys"},
+        "server": {"extraArgs": ["--cert-expiry-warning-days=14"]},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+        "podAntiAffinity": "hard",
+        "priorityClassName": "system-cluster-critical",
+        "config": {"policies": {"resources": {"mode": "enforce"}}, "signatures": {"rules": [
+            {"images": ["registry.example.com/models/**"], "keys": [{"file": "/etc/guardrail/keys/release.pub"}]}
+        ]}}
+    })
+}
+
+fn secret_mode() -> Value {
+    json!({"tls": {"mode": "secret", "secret": {"name": "guardrail-serving", "caBundle": "Q0EK"}}})
+}
+
+#[test]
+fn every_configuration_renders_lints_and_validates_against_kubernetes() {
+    let cases = [
+        ("default", json!({})),
+        ("secret", secret_mode()),
+        (
+            "cert-manager",
+            json!({"tls": {"mode": "secret", "secret": {"name": "s", "certManagerInjectFrom": "guardrail-system/guardrail"}}}),
+        ),
+        (
+            "self-managed-without-secret",
+            json!({"tls": {"selfManaged": {"createSecret": false}}}),
+        ),
+        ("all-options", all_options()),
+    ];
+    let expected_default: BTreeSet<String> = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "ValidatingWebhookConfiguration",
+    ]
+    .map(String::from)
+    .into();
+    for ((name, _), rendered) in cases.iter().zip(render_all(&cases)) {
+        if let Some(error) = &rendered.error {
+            panic!("{name}: helm template failed: {error}");
+        }
+        assert_lint_clean(&rendered);
+        assert_valid_kubernetes(&rendered);
+        if *name == "default" {
+            assert_eq!(rendered.kinds(), expected_default);
+        }
+    }
+}
+
+#[test]
+fn the_webhook_configuration_fails_closed_and_routes_every_pod_making_kind() {
+    let rendered = render(json!({}));
+    let vwc = rendered.one("ValidatingWebhookConfiguration");
+    let hook = &vwc["webhooks"][0];
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["matchPolicy"], "Equivalent");
+    assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    // The API server must wait longer than the server's own deadline.
+    let request_timeout: u64 = rendered.flags()["--request-timeout"]
+        .trim_end_matches('s')
+        .parse()
+        .expect("--request-timeout in seconds");
+    let timeout = hook["timeoutSeconds"].as_u64().expect("timeoutSeconds");
+    assert!(
+        timeout > request_timeout && timeout <= 30,
+        "{timeout} vs {request_timeout}"
+    );
+
+    let excluded = &hook["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(excluded["key"], "kubernetes.io/metadata.name");
+    assert_eq!(excluded["operator"], "NotIn");
+    assert_eq!(excluded["values"], json!(["kube-system", NAMESPACE]));
+    assert!(
+        hook.get("objectSelector").is_none(),
+        "authors control object labels"
+    );
+
+    // It reaches our Service's HTTPS port, which is the container's --listen port.
+    let service = rendered.one("Service");
+    let target = &hook["clientConfig"]["service"];
+    assert_eq!(target["name"], service["metadata"]["name"]);
+    assert_eq!(target["namespace"], NAMESPACE);
+    assert_eq!(target["path"], "/validate");
+    let port = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["port"] == target["port"])
+        .expect("the Service has the webhook's port")
+        .clone();
+    let container = rendered.container();
+    let container_port = container["ports"]
+        .as_array()
+        .expect("container ports")
+        .iter()
+        .find(|p| p["name"] == port["targetPort"])
+        .expect("the Service's targetPort names a container port")["containerPort"]
+        .clone();
+    assert_eq!(
+        rendered.flags()["--listen"],
+        format!("0.0.0.0:{container_port}")
+    );
+
+    // Every (group, resource) the reviewed example routes, with CREATE and UPDATE.
+    let routed = |rules: &Value| -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for rule in rules.as_array().expect("rules") {
+            assert_eq!(rule["operations"], json!(["CREATE", "UPDATE"]), "{rule}");
+            assert_eq!(rule["apiVersions"], json!(["*"]), "{rule}");
+            for group in rule["apiGroups"].as_array().expect("groups") {
+                for resource in rule["resources"].as_array().expect("resources") {
+                    out.insert((
+                        group.as_str().unwrap_or_default().into(),
+                        resource.as_str().unwrap_or_default().into(),
+                    ));
+                }
+            }
+        }
+        out
+    };
+    let ours = routed(&hook["rules"]);
+    let example = guardrail_e2e::webhook::manifest("examples/webhook-configuration.yaml");
+    assert_eq!(ours, routed(&example[0]["webhooks"][0]["rules"]));
+    for needed in [
+        ("", "pods/ephemeralcontainers"),
+        ("batch", "cronjobs"),
+        ("serving.knative.dev", "revisions"),
+        ("serving.kserve.io", "inferenceservices"),
+    ] {
+        assert!(
+            ours.contains(&(needed.0.into(), needed.1.into())),
+            "{needed:?} is not routed"
+        );
+    }
+}
+
+#[test]
+fn self_managed_rbac_is_limited_to_our_secret_and_our_webhook_configuration() {
+    let rendered = render(json!({}));
+    let flags = rendered.flags();
+    let vwc_name = rendered.one("ValidatingWebhookConfiguration")["metadata"]["name"].clone();
+    assert_eq!(json!(flags["--manage-webhook-configurations"]), vwc_name);
+    assert!(
+        rendered.one("ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
+            .get("caBundle")
+            .is_none(),
+        "the chart must not own the caBundle the webhook writes"
+    );
+
+    let secret = rendered.one("Secret");
+    assert_eq!(secret["metadata"]["name"], json!(flags["--secret-name"]));
+    assert!(
+        secret.get("data").is_none(),
+        "upgrades must not overwrite the certificates"
+    );
+
+    let role = rendered.one("Role");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [flags["--secret-name"]], "verbs": ["get", "update"]}])
+    );
+    let cluster_role = rendered.one("ClusterRole");
+    assert_eq!(
+        cluster_role["rules"],
+        json!([{"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"], "resourceNames": [vwc_name], "verbs": ["get", "update"]}])
+    );
+    let account =
+        rendered.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"].clone();
+    for binding in [
+        rendered.one("RoleBinding"),
+        rendered.one("ClusterRoleBinding"),
+    ] {
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}])
+        );
+    }
+
+    // Without the chart-made Secret, the webhook must be able to create it.
+    let rendered = render(json!({"tls": {"selfManaged": {"createSecret": false}}}));
+    assert!(rendered.get("Secret").is_empty());
+    assert_eq!(rendered.one("Role")["rules"][1]["verbs"], json!(["create"]));
+}
+
+#[test]
+fn secret_mode_mounts_the_users_secret_and_grants_no_api_access() {
+    let rendered = render(secret_mode());
+    assert!(rendered.get("Role").is_empty() && rendered.get("ClusterRole").is_empty());
+    let vwc = rendered.one("ValidatingWebhookConfiguration");
+    assert_eq!(vwc["webhooks"][0]["clientConfig"]["caBundle"], "Q0EK");
+    let flags = rendered.flags();
+    assert!(!flags.contains_key("--manage-webhook-configurations"));
+    assert_eq!(flags["--tls-cert"], "/etc/guardrail/tls/tls.crt");
+    let pod = rendered.one("Deployment")["spec"]["template"]["spec"].clone();
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let tls = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("tls volume")
+        .clone();
+    assert_eq!(tls["secret"]["secretName"], "guardrail-serving");
+
+    let rendered = render(
+        json!({"tls": {"mode": "secret", "secret": {"name": "s", "certManagerInjectFrom": "guardrail-system/guardrail"}}}),
+    );
+    let vwc = rendered.one("ValidatingWebhookConfiguration");
+    assert_eq!(
+        vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "guardrail-system/guardrail"
+    );
+}
+
+#[test]
+fn optional_resources_match_what_they_point_at() {
+    let rendered = render(all_options());
+    let service = rendered.one("Service");
+    let monitor = rendered.one("ServiceMonitor");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        service["spec"]["selector"]
+    );
+    let port = &monitor["spec"]["endpoints"][0]["port"];
+    assert!(service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| &p["name"] == port));
+
+    let policy = rendered.one("NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        service["spec"]["selector"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+
+    // The sidecar's Role is exactly the one docs/guardrails.md documents.
+    let sidecar = rendered
+        .get("Role")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "ml")
+        .expect("sidecar Role in ml");
+    assert_eq!(
+        sidecar["rules"],
+        json!([
+            {"apiGroups": ["serving.knative.dev"], "resources": ["services"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+        ])
+    );
+    let flags = rendered.flags();
+    assert_eq!(
+        flags["--registry-auth"],
+        "/etc/guardrail/registry-auth/config.json"
+    );
+}
+
+#[test]
+fn every_rendered_flag_exists_in_the_binary() {
+    let help = serve_help();
+    let cases = [
+        ("default", json!({})),
+        ("secret", secret_mode()),
+        ("all", all_options()),
+    ];
+    for ((name, _), rendered) in cases.iter().zip(render_all(&cases)) {
+        assert!(rendered.error.is_none(), "{name}: {:?}", rendered.error);
+        for flag in rendered.flags().keys() {
+            assert!(
+                help.contains(&format!("{flag} <")),
+                "{name}: the chart passes {flag}, which `guardrail-webhook serve` does not have"
+            );
+        }
+    }
+}
+
+/// Writes the rendered Deployment and the config from the rendered ConfigMap, runs
+/// `guardrail-webhook check --config` on them; returns (exit code, JSON report).
+fn check_rendered(rendered: &Rendered) -> (i32, Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = rendered.one("ConfigMap")["data"]["config.yaml"].clone();
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config.as_str().expect("config.yaml")).expect("write config");
+    let deployment_path = dir.path().join("deployment.yaml");
+    std::fs::write(
+        &deployment_path,
+        &rendered.manifests["guardrail/templates/deployment.yaml"],
+    )
+    .expect("write deployment");
+    let output = Command::new(bin("guardrail-webhook"))
+        .arg("check")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--output", "json"])
+        .arg(&deployment_path)
+        .output()
+        .expect("run check");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("exit code"), report)
+}
+
+#[test]
+fn the_rendered_deployment_passes_our_own_check() {
+    let strict = json!({"config": {"policies": {"resources": {"mode": "enforce"}}}});
+    let cases = [
+        ("default", json!({})),
+        ("secret", secret_mode()),
+        ("strict", strict),
+    ];
+    for ((name, _), rendered) in cases.iter().zip(render_all(&cases)) {
+        assert!(rendered.error.is_none(), "{name}: {:?}", rendered.error);
+        let (code, report) = check_rendered(&rendered);
+        assert_eq!(code, 0, "{name}: {report:#}");
+        assert_eq!(report[0]["kind"], "Deployment");
+        assert_eq!(report[0]["allowed"], true, "{name}: {report:#}");
+    }
+    // The digest is what makes it pass: a tag-only image is denied by the same check.
+    let (code, report) = check_rendered(&render(json!({"image": {"digest": ""}})));
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report[0]["violations"][0]["policy"], "digest");
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_value() {
+    let cases = [
+        (
+            "failurePolicy",
+            json!({"webhook": {"failurePolicy": "Maybe"}}),
+        ),
+        (
+            "webhook.timeoutSeconds",
+            json!({"webhook": {"timeoutSeconds": 8}}),
+        ),
+        (
+            "/webhook/timeoutSeconds",
+            json!({"webhook": {"timeoutSeconds": 31}}),
+        ),
+        (
+            "tls.secret.caBundle",
+            json!({"tls": {"mode": "secret", "secret": {"name": "s"}}}),
+        ),
+        (
+            "tls.secret.name",
+            json!({"tls": {"mode": "secret", "secret": {"caBundle": "Q0EK"}}}),
+        ),
+        ("/image/digest", json!({"image": {"digest": "sha256:ABC"}})),
+        (
+            "terminationGracePeriodSeconds",
+            json!({"terminationGracePeriodSeconds": 20}),
+        ),
+        ("/replicaCount", json!({"replicaCount": 0})),
+        ("unknownValue", json!({"unknownValue": true})),
+        (
+            "sidecarRBAC",
+            json!({"sidecarRBAC": {"enabled": true, "bindings": [{"namespace": "ml"}]}}),
+        ),
+    ];
+    for ((needle, values), rendered) in cases.iter().zip(render_all(&cases)) {
+        let error = rendered
+            .error
+            .unwrap_or_else(|| panic!("{values} was accepted"));
+        assert!(
+            error.contains(needle),
+            "{values}: the error does not name {needle}: {error}"
+        );
+    }
+}
+
+/// The rendered ConfigMap's config.yaml where the pod would see it, under `root`.
+fn write_config(rendered: &Rendered, root: &Path) {
+    std::fs::create_dir(root.join("config")).expect("config dir");
+    let config = rendered.one("ConfigMap")["data"]["config.yaml"].clone();
+    std::fs::write(
+        root.join("config/config.yaml"),
+        config.as_str().expect("config.yaml"),
+    )
+    .expect("write config");
+}
+
+/// Starts `guardrail-webhook` with the container's rendered arguments, the pod's paths
+/// moved under `root` and loopback ports chosen by the kernel; waits for `/readyz` 200.
+fn start_rendered(rendered: &Rendered, root: &Path, extra: &[String]) -> (ChildGuard, Vec<String>) {
+    let root = root.to_str().expect("utf-8 temp dir");
+    let args: Vec<String> = rendered.container()["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg").replace("/etc/guardrail", root))
+        .map(|a| match a.split_once('=') {
+            Some((flag @ ("--listen" | "--metrics-listen"), _)) => format!("{flag}=127.0.0.1:0"),
+            _ => a,
+        })
+        .chain(extra.iter().cloned())
+        .collect();
+    let mut server = ChildGuard::spawn(
+        "guardrail-webhook",
+        Command::new(bin("guardrail-webhook"))
+            .args(&args)
+            .stdout(Stdio::piped()),
+    );
+    let stdout = server.child.stdout.take().expect("stdout");
+    let metrics = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("metrics on http://").map(str::to_string))
+        .unwrap_or_else(|| panic!("serve {args:?} exited before listening"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_status(&metrics, "/readyz") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered 200 for {args:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, args)
+}
+
+/// GET `path` on a plain HTTP address; the status code, or None if it is not answering.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn the_rendered_secret_mode_arguments_start_the_real_server() {
+    let rendered = render(secret_mode());
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The chart's Service name and namespace: the certificate must cover them (the
+    // rendered --service-name/--service-namespace make serve check its SANs).
+    let service = rendered.one("Service")["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let generated = Command::new(bin("guardrail-webhook"))
+        .args([
+            "certs",
+            "generate",
+            "--service",
+            &service,
+            "--namespace",
+            NAMESPACE,
+            "--out",
+        ])
+        .arg(dir.path().join("tls"))
+        .output()
+        .expect("certs generate");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    write_config(&rendered, dir.path());
+    let (mut server, _) = start_rendered(&rendered, dir.path(), &[]);
+    let status = server
+        .terminate(Duration::from_secs(25))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}
+
+/// Whether a namespaced Role or a ClusterRole rule allows `verb` on a request path
+/// (`/api/v1/namespaces/NS/secrets/NAME`, `/apis/GROUP/VERSION/RESOURCE/NAME`).
+fn rbac_allows(roles: &[Value], verb: &str, path: &str) -> bool {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return false,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(*ns), rest),
+        _ => (None, rest),
+    };
+    let (resource, name) = match rest {
+        [resource] => (*resource, None),
+        [resource, name] => (*resource, Some(*name)),
+        _ => return false,
+    };
+    let has = |list: &Value, item: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|v| v == item || v == "*"))
+    };
+    roles.iter().any(|role| {
+        let in_scope = role["kind"] == "ClusterRole"
+            || namespace.is_some_and(|ns| role["metadata"]["namespace"] == ns);
+        in_scope
+            && role["rules"].as_array().expect("rules").iter().any(|rule| {
+                has(&rule["apiGroups"], group)
+                    && has(&rule["resources"], resource)
+                    && has(&rule["verbs"], verb)
+                    && match (&rule["resourceNames"], name) {
+                        (Value::Null, _) => true,
+                        (names, Some(name)) => has(names, name),
+                        (_, None) => false,
+                    }
+            })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_managed_tls_works_within_the_rendered_rbac() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rendered = render(json!({}));
+    let mut options = kube_emulator::Options::default();
+    options.namespaces.push(NAMESPACE.to_string());
+    let emu = kube_emulator::Emulator::start(options)
+        .await
+        .expect("emulator");
+    // What Helm creates and the webhook then works on: the empty Secret, the configuration.
+    for template in ["secret.yaml", "validatingwebhookconfiguration.yaml"] {
+        emu.apply_yaml(&rendered.manifests[&format!("guardrail/templates/{template}")])
+            .unwrap_or_else(|e| panic!("{template}: {e}"));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(&rendered, dir.path());
+    // In the pod, the in-cluster service account; here a kubeconfig (same kube::Client path).
+    let kubeconfig = dir.path().join("kubeconfig");
+    emu.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let extra = [format!("--kubeconfig={}", kubeconfig.display())];
+    let (root, pod) = (dir.path().to_path_buf(), rendered.clone());
+    let (mut server, args) =
+        tokio::task::spawn_blocking(move || start_rendered(&pod, &root, &extra))
+            .await
+            .expect("start");
+
+    let flags = rendered.flags();
+    let secret = emu
+        .get("secrets", NAMESPACE, &flags["--secret-name"])
+        .expect("the chart's Secret");
+    assert!(
+        secret["data"]["tls.crt"].is_string(),
+        "the webhook filled the chart's Secret"
+    );
+    let vwc = emu
+        .get(
+            "validatingwebhookconfigurations",
+            "",
+            &flags["--manage-webhook-configurations"],
+        )
+        .expect("the chart's configuration");
+    let bundle = &vwc["webhooks"][0]["clientConfig"]["caBundle"];
+    assert!(
+        bundle.as_str().is_some_and(|b| !b.is_empty()),
+        "caBundle written: {vwc}"
+    );
+
+    // Every API request the webhook made is allowed by the chart's Role and ClusterRole.
+    let roles = [rendered.one("Role"), rendered.one("ClusterRole")];
+    let requests: Vec<_> = emu
+        .audit()
+        .into_iter()
+        .filter(|e| e.path.starts_with("/api"))
+        .collect();
+    assert!(
+        !requests.is_empty(),
+        "the webhook made no API request ({args:?})"
+    );
+    for request in &requests {
+        assert!(
+            rbac_allows(&roles, &request.verb, &request.path),
+            "the chart's RBAC does not allow {} {}",
+            request.verb,
+            request.path
+        );
+    }
+    let status = server
+        .terminate(Duration::from_secs(25))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}
