@@ -66,6 +66,7 @@ pub struct CertMetrics {
     reloads: Family<ReloadLabels, Counter>,
     renewals: Family<ResultLabels, Counter>,
     bundle_updates: Family<ResultLabels, Counter>,
+    bundle_kinds_forbidden: Counter,
 }
 
 impl CertMetrics {
@@ -91,6 +92,12 @@ impl CertMetrics {
             "guardrail_webhook_certificate_cabundle_updates",
             "Self-managed mode: caBundle writes to WebhookConfigurations, by result",
             metrics.bundle_updates.clone(),
+        );
+        registry.register(
+            "guardrail_webhook_certificate_cabundle_forbidden_kinds",
+            "Self-managed mode: WebhookConfiguration kinds skipped because reading them was \
+             refused (403) while the other kind of that name is managed",
+            metrics.bundle_kinds_forbidden.clone(),
         );
         metrics
     }
@@ -118,5 +125,9 @@ impl CertMetrics {
         self.bundle_updates
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+
+    pub(crate) fn bundle_kind_forbidden(&self) {
+        self.bundle_kinds_forbidden.inc();
     }
 }

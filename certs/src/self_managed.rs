@@ -8,7 +8,12 @@
 //! certificate from the new CA after it has made sure the WebhookConfigurations trust
 //! it, so no API server call fails.
 
-use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use k8s_openapi::{
     api::{
@@ -30,6 +35,7 @@ use crate::{
 mod bundle;
 mod secret;
 
+use bundle::Lookup;
 use secret::{Stored, BUNDLE, CA_CRT, CA_KEY, TLS_CRT, TLS_KEY};
 
 /// Writes lost to other replicas before giving up for this round.
@@ -55,6 +61,8 @@ pub struct SelfManaged {
     client: kube::Client,
     settings: SelfManagedSettings,
     metrics: CertMetrics,
+    /// Refusals already logged, so a tolerated 403 is logged once, not every round.
+    tolerated: Mutex<HashSet<String>>,
 }
 
 impl SelfManaged {
@@ -63,6 +71,7 @@ impl SelfManaged {
             client,
             settings,
             metrics,
+            tolerated: Mutex::default(),
         }
     }
 
@@ -250,47 +259,60 @@ impl SelfManaged {
         let wanted = ByteString(bundle_pem.as_bytes().to_vec());
         let mut written = false;
         for name in &self.settings.webhook_configurations {
-            let validating: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-            let found_validating = bundle::update(
-                &validating,
-                name,
-                "ValidatingWebhookConfiguration",
-                |c| {
-                    c.webhooks
-                        .iter_mut()
-                        .flatten()
-                        .map(|w| &mut w.client_config.ca_bundle)
-                        .collect()
-                },
-                &wanted,
-            )
-            .await?;
-            let mutating: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-            let found_mutating = bundle::update(
-                &mutating,
-                name,
-                "MutatingWebhookConfiguration",
-                |c| {
-                    c.webhooks
-                        .iter_mut()
-                        .flatten()
-                        .map(|w| &mut w.client_config.ca_bundle)
-                        .collect()
-                },
-                &wanted,
-            )
-            .await?;
-            if found_validating.is_none() && found_mutating.is_none() {
-                return Err(CertError::Stored {
-                    object: format!("WebhookConfiguration {name}"),
-                    message: "no ValidatingWebhookConfiguration or MutatingWebhookConfiguration \
-                              of this name; fix --manage-webhook-configurations or create it"
-                        .into(),
-                });
-            }
-            written |= found_validating == Some(true) || found_mutating == Some(true);
+            let lookups = [
+                bundle::update::<ValidatingWebhookConfiguration>(&self.client, name, &wanted)
+                    .await?,
+                bundle::update::<MutatingWebhookConfiguration>(&self.client, name, &wanted).await?,
+            ];
+            written |= self.settle(name, lookups)?;
         }
         Ok(written)
+    }
+
+    /// Combines the lookups of both kinds for configuration `name`: at least one must
+    /// be found. A kind we may not read is tolerated then (an install usually uses
+    /// one kind and grants RBAC for that one only), and logged once.
+    fn settle(&self, name: &str, lookups: [Lookup; 2]) -> Result<bool, CertError> {
+        let (mut found, mut written, mut forbidden) = (false, false, Vec::new());
+        for lookup in lookups {
+            match lookup {
+                Lookup::Found { written: w } => (found, written) = (true, written | w),
+                Lookup::Missing => {}
+                Lookup::Forbidden(error) => forbidden.push(error),
+            }
+        }
+        if found {
+            for error in forbidden {
+                self.metrics.bundle_kind_forbidden();
+                let first = self
+                    .tolerated
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(error.to_string());
+                if first {
+                    tracing::info!(%error, "ignoring a WebhookConfiguration kind we may not read; the other kind of this name is managed");
+                }
+            }
+            return Ok(written);
+        }
+        let message = match forbidden.as_slice() {
+            [] => "no ValidatingWebhookConfiguration or MutatingWebhookConfiguration of this \
+                   name; fix --manage-webhook-configurations or create it"
+                .to_string(),
+            errors => format!(
+                "not found, and reading was refused: {}; grant get and update on the kind \
+                 your install uses",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        Err(CertError::Stored {
+            object: format!("WebhookConfiguration {name}"),
+            message,
+        })
     }
 
     /// One full round: Secret, then caBundles. Returns the serving material and

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client_config, eventually, review, write, KubeletVolume, NAMESPACE, SERVICE};
-use guardrail_certs::{ServingTls, TlsArgs, Validity};
+use common::{client_config, eventually, review, write, KubeletVolume};
+use guardrail_certs::Validity;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,15 +21,10 @@ async fn client_certificates_are_required_and_ca_reloads() {
     std::fs::create_dir(&ca_dir).expect("ca dir");
     let mut ca_volume = KubeletVolume::new(&ca_dir, &[("ca.crt", api_ca.cert_pem())]);
 
-    let mut args = TlsArgs::files(dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    args.service_name = Some(SERVICE.into());
-    args.service_namespace = Some(NAMESPACE.into());
+    let mut args = common::file_args(dir.path().join("tls.crt"), dir.path().join("tls.key"));
     args.client_ca = Some(ca_volume.path("ca.crt"));
     let shutdown = CancellationToken::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let tls = ServingTls::start(&args, &mut registry, shutdown.clone())
-        .await
-        .expect("start");
+    let (tls, registry) = common::start(&args, &shutdown).await.expect("start");
     let addr = common::serve(tls.server_config()).await;
 
     let validity = Validity::days_from_now(10);

@@ -13,8 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{client_config, eventually, metrics_text, review, KubeletVolume, NAMESPACE, SERVICE};
-use guardrail_certs::{ServingTls, TlsArgs};
+use common::{client_config, eventually, metrics_text, review, KubeletVolume};
 use tokio_util::sync::CancellationToken;
 
 const WORKERS: usize = 8;
@@ -30,14 +29,9 @@ async fn kubelet_style_rotation_under_load_fails_no_request() {
         dir.path(),
         &[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)],
     );
-    let mut args = TlsArgs::files(volume.path("tls.crt"), volume.path("tls.key"));
-    args.service_name = Some(SERVICE.into());
-    args.service_namespace = Some(NAMESPACE.into());
+    let args = common::file_args(volume.path("tls.crt"), volume.path("tls.key"));
     let shutdown = CancellationToken::new();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let tls = ServingTls::start(&args, &mut registry, shutdown.clone())
-        .await
-        .expect("start");
+    let (tls, registry) = common::start(&args, &shutdown).await.expect("start");
     let addr = common::serve(tls.server_config()).await;
     // The API server trusts every CA of the rotation (the caBundle holds old and new).
     let client = client_config(&[ca1.cert_pem(), ca2.cert_pem(), ca3.cert_pem()], None);

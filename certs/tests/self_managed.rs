@@ -14,90 +14,15 @@ use std::{
     time::Duration,
 };
 
-use base64::Engine as _;
-use common::{client_config, eventually, review, validity, NAMESPACE, SERVICE};
-use guardrail_certs::{Authority, CertInfo, ServingTls, TlsArgs};
-use kube_emulator::{Emulator, Options};
+use common::self_managed::{
+    args, ca_bundles, current_bundle, emulator, enc, secret_key, seed_secret, serials, start,
+    SECRET,
+};
+use common::{client_config, eventually, review, validity, NAMESPACE};
+use guardrail_certs::{Authority, ServingTls};
 use prometheus_client::registry::Registry;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "guardrail-webhook-tls";
-const CONFIG: &str = "guardrail";
-
-async fn emulator() -> Emulator {
-    let mut options = Options::default();
-    options.namespaces.push(NAMESPACE.to_string());
-    let emu = Emulator::start(options).await.expect("emulator");
-    emu.put(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": CONFIG},
-        "webhooks": [{
-            "name": "pods.guardrail.dev",
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "clientConfig": {"service": {"name": SERVICE, "namespace": NAMESPACE, "path": "/validate"}},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
-        }],
-    }))
-    .expect("seed ValidatingWebhookConfiguration");
-    emu
-}
-
-fn args() -> TlsArgs {
-    let mut args = TlsArgs::files("/nonexistent/tls.crt", "/nonexistent/tls.key");
-    args.service_name = Some(SERVICE.into());
-    args.service_namespace = Some(NAMESPACE.into());
-    args.manage_webhook_configurations = vec![CONFIG.into()];
-    args.tls_reload_interval = Duration::from_secs(1);
-    args
-}
-
-async fn start(emu: &Emulator, shutdown: &CancellationToken) -> (ServingTls, Registry) {
-    let mut registry = Registry::default();
-    let tls = ServingTls::start_with_client(&args(), &mut registry, shutdown.clone(), emu.client())
-        .await
-        .expect("self-managed start");
-    (tls, registry)
-}
-
-fn b64(value: &Value) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(value.as_str().expect("base64 string"))
-        .expect("valid base64")
-}
-
-fn secret_key(emu: &Emulator, key: &str) -> String {
-    let secret = emu
-        .get("secrets", NAMESPACE, SECRET)
-        .expect("Secret exists");
-    String::from_utf8(b64(&secret["data"][key])).expect("PEM")
-}
-
-/// The caBundle of every webhook of the configuration (PEM).
-fn ca_bundles(emu: &Emulator) -> Vec<String> {
-    let config = emu
-        .get("validatingwebhookconfigurations", "", CONFIG)
-        .expect("configuration exists");
-    config["webhooks"]
-        .as_array()
-        .expect("webhooks")
-        .iter()
-        .map(|w| String::from_utf8(b64(&w["clientConfig"]["caBundle"])).expect("PEM"))
-        .collect()
-}
-
-fn serials(pem: &str) -> Vec<String> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("bundle.pem");
-    common::write(&path, pem);
-    guardrail_certs::inspect_pem_file(&path)
-        .expect("PEM bundle")
-        .into_iter()
-        .map(|c: CertInfo| c.serial)
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_create_the_secret_once_and_write_the_ca_bundle() {
@@ -141,21 +66,7 @@ async fn expiring_ca_is_rotated_with_both_cas_in_the_bundle() {
     let old_pair = old_ca
         .issue_serving(&common::names(), validity(-1, 9))
         .expect("old pair");
-    let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    emu.put(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": NAMESPACE},
-        "type": "kubernetes.io/tls",
-        "data": {
-            "ca.crt": enc(old_ca.cert_pem()),
-            "ca.key": enc(old_ca.key_pem()),
-            "tls.crt": enc(&old_pair.cert_pem),
-            "tls.key": enc(&old_pair.key_pem),
-            "ca-bundle.crt": enc(old_ca.cert_pem()),
-        },
-    }))
-    .expect("seed Secret");
+    seed_secret(&emu, &old_ca, &old_pair, Some(old_ca.cert_pem()));
     let old_ca_serial = serials(old_ca.cert_pem())[0].clone();
 
     let shutdown = CancellationToken::new();
@@ -227,20 +138,7 @@ async fn expired_serving_certificate_is_reissued_from_the_stored_ca() {
     let expired = ca
         .issue_serving(&common::names(), validity(-10, -1))
         .expect("expired pair");
-    let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    emu.put(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": NAMESPACE},
-        "type": "kubernetes.io/tls",
-        "data": {
-            "ca.crt": enc(ca.cert_pem()),
-            "ca.key": enc(ca.key_pem()),
-            "tls.crt": enc(&expired.cert_pem),
-            "tls.key": enc(&expired.key_pem),
-        },
-    }))
-    .expect("seed Secret");
+    seed_secret(&emu, &ca, &expired, None);
     // The configuration's caBundle update is refused at first (RBAC missing); start-up
     // still serves, and the update goes through once allowed.
     emu.faults().deny(
@@ -272,27 +170,12 @@ async fn expired_serving_certificate_is_reissued_from_the_stored_ca() {
         "the caBundle to be written",
         Duration::from_secs(20),
         || {
-            let bundles = emu
-                .get("validatingwebhookconfigurations", "", CONFIG)
-                .map(|c| c["webhooks"][0]["clientConfig"]["caBundle"].clone());
-            let want = ca.cert_pem().to_string();
-            async move {
-                let bundle = bundles?;
-                (bundle.is_string() && String::from_utf8(b64(&bundle)).ok()? == want).then_some(())
-            }
+            let written = current_bundle(&emu).as_deref() == Some(ca.cert_pem());
+            async move { written.then_some(()) }
         },
     )
     .await;
     shutdown.cancel();
-}
-
-/// The API server's view: the caBundle currently in the configuration.
-fn current_bundle(emu: &Emulator) -> Option<String> {
-    let config = emu.get("validatingwebhookconfigurations", "", CONFIG)?;
-    let b64 = config["webhooks"][0]["clientConfig"]["caBundle"]
-        .as_str()?
-        .to_string();
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,35 +243,6 @@ async fn ca_rotation_by_another_replica_fails_no_call() {
         "{} of {calls} calls failed: {:?}",
         failures.len(),
         &failures[..failures.len().min(3)]
-    );
-    shutdown.cancel();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn documented_minimal_rbac_is_enough_with_a_precreated_secret() {
-    let emu = emulator().await;
-    emu.put(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": NAMESPACE},
-    }))
-    .expect("empty Secret made by the chart");
-    // Only get/update on the Secret and the configurations (docs/certs.md, without
-    // the optional create rule).
-    let configs = "validatingwebhookconfigurations.admissionregistration.k8s.io";
-    for verb in ["create", "patch", "delete", "list", "watch"] {
-        emu.faults().deny(verb, "secrets").deny(verb, configs);
-    }
-    let shutdown = CancellationToken::new();
-    let (tls, _registry) = start(&emu, &shutdown).await;
-    assert_eq!(
-        serials(&secret_key(&emu, "tls.crt")),
-        vec![tls.serving_certificate().serial]
-    );
-    assert_eq!(ca_bundles(&emu), vec![secret_key(&emu, "ca.crt")]);
-    let denied = emu.audit().into_iter().filter(|e| e.code == 403).count();
-    assert_eq!(
-        denied, 0,
-        "self-managed mode used a verb outside the documented RBAC"
     );
     shutdown.cancel();
 }

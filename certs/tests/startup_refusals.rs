@@ -10,15 +10,12 @@ use guardrail_certs::{CertError, ServingTls, TlsArgs};
 use tokio_util::sync::CancellationToken;
 
 fn args(dir: &Path) -> TlsArgs {
-    let mut args = TlsArgs::files(dir.join("tls.crt"), dir.join("tls.key"));
-    args.service_name = Some(SERVICE.into());
-    args.service_namespace = Some(NAMESPACE.into());
-    args
+    common::file_args(dir.join("tls.crt"), dir.join("tls.key"))
 }
 
 async fn start(args: &TlsArgs) -> Result<ServingTls, CertError> {
-    let mut registry = prometheus_client::registry::Registry::default();
-    ServingTls::start(args, &mut registry, CancellationToken::new()).await
+    let (tls, _registry) = common::start(args, &CancellationToken::new()).await?;
+    Ok(tls)
 }
 
 async fn refusal(args: &TlsArgs) -> String {

@@ -3,7 +3,12 @@
 
 use std::{fmt::Debug, path::Path};
 
-use k8s_openapi::ByteString;
+use k8s_openapi::{
+    api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    },
+    ByteString,
+};
 use kube::{
     api::{Api, PostParams},
     Resource,
@@ -46,43 +51,81 @@ fn to_pem(der: &[u8]) -> String {
     out
 }
 
-/// Sets every `caBundle` of configuration `name` (of kind `kind`) to `wanted`, with
-/// resourceVersion preconditions. Returns None when no such configuration exists,
-/// otherwise whether it had to be written.
-pub(super) async fn update<K>(
-    api: &Api<K>,
-    name: &str,
-    kind: &str,
-    bundles: impl Fn(&mut K) -> Vec<&mut Option<ByteString>>,
-    wanted: &ByteString,
-) -> Result<Option<bool>, CertError>
-where
-    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+/// A WebhookConfiguration kind whose webhooks carry a `caBundle`.
+pub(super) trait WebhookConfiguration:
+    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned
 {
-    let object = format!("{kind} {name}");
+    fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>>;
+}
+
+/// Both kinds hold their webhooks, each with a `clientConfig`, the same way.
+macro_rules! webhook_configuration {
+    ($($kind:ty),*) => {$(
+        impl WebhookConfiguration for $kind {
+            fn ca_bundles(&mut self) -> Vec<&mut Option<ByteString>> {
+                self.webhooks
+                    .iter_mut()
+                    .flatten()
+                    .map(|w| &mut w.client_config.ca_bundle)
+                    .collect()
+            }
+        }
+    )*};
+}
+webhook_configuration!(ValidatingWebhookConfiguration, MutatingWebhookConfiguration);
+
+/// What [`update`] found for one kind.
+#[derive(Debug)]
+pub(super) enum Lookup {
+    /// No configuration of this kind and name.
+    Missing,
+    /// Reading it was refused (403): fine when the install only uses the other kind,
+    /// so the caller decides.
+    Forbidden(CertError),
+    /// Found; whether its caBundles had to be written.
+    Found { written: bool },
+}
+
+/// Sets every `caBundle` of configuration `name` (of kind `K`) to `wanted`, with
+/// resourceVersion preconditions.
+pub(super) async fn update<K: WebhookConfiguration>(
+    client: &kube::Client,
+    name: &str,
+    wanted: &ByteString,
+) -> Result<Lookup, CertError> {
+    let api: Api<K> = Api::all(client.clone());
+    let object = format!("{} {name}", K::kind(&()));
     for attempt in 1..=MAX_ATTEMPTS {
-        let Some(mut config) = api.get_opt(name).await.map_err(|source| CertError::Kube {
-            action: "get",
-            object: object.clone(),
-            source,
-        })?
-        else {
-            return Ok(None);
+        let mut config = match api.get_opt(name).await {
+            Ok(Some(config)) => config,
+            Ok(None) => return Ok(Lookup::Missing),
+            Err(source) => {
+                let forbidden = matches!(&source, kube::Error::Api(s) if s.code == 403);
+                let error = CertError::Kube {
+                    action: "get",
+                    object,
+                    source,
+                };
+                return match forbidden {
+                    true => Ok(Lookup::Forbidden(error)),
+                    false => Err(error),
+                };
+            }
         };
         let mut changed = false;
-        for bundle in bundles(&mut config) {
+        for bundle in config.ca_bundles() {
             if bundle.as_ref() != Some(wanted) {
                 *bundle = Some(wanted.clone());
                 changed = true;
             }
         }
         if !changed {
-            return Ok(Some(false));
+            return Ok(Lookup::Found { written: false });
         }
         match api.replace(name, &PostParams::default(), &config).await {
             Ok(_) => {
                 tracing::info!(%object, "caBundle updated");
-                return Ok(Some(true));
+                return Ok(Lookup::Found { written: true });
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 tracing::debug!(%object, attempt, "concurrent update; re-reading");

@@ -3,6 +3,8 @@
 //! which certificate it was served.
 #![allow(dead_code)]
 
+pub mod self_managed;
+
 use std::{
     future::Future,
     net::SocketAddr,
@@ -12,14 +14,18 @@ use std::{
 };
 
 use bytes::Bytes;
-use guardrail_certs::{service_dns_names, Authority, Issued, Validity};
+use guardrail_certs::{
+    service_dns_names, Authority, CertError, Issued, ServingTls, TlsArgs, Validity,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::registry::Registry;
 use rustls::{pki_types::ServerName, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::FromDer;
 
 pub const SERVICE: &str = "guardrail";
@@ -111,6 +117,24 @@ impl KubeletVolume {
             std::fs::remove_dir_all(old).expect("remove old generation");
         }
     }
+}
+
+/// File-mode arguments for the test Service, so start-up checks the certificate's SANs.
+pub fn file_args(cert: PathBuf, key: PathBuf) -> TlsArgs {
+    let mut args = TlsArgs::files(cert, key);
+    args.service_name = Some(SERVICE.into());
+    args.service_namespace = Some(NAMESPACE.into());
+    args
+}
+
+/// `ServingTls::start` with a fresh metrics registry; `shutdown` stops its reloader.
+pub async fn start(
+    args: &TlsArgs,
+    shutdown: &CancellationToken,
+) -> Result<(ServingTls, Registry), CertError> {
+    let mut registry = Registry::default();
+    let tls = ServingTls::start(args, &mut registry, shutdown.clone()).await?;
+    Ok((tls, registry))
 }
 
 /// Serves AdmissionReview on `config` until the test ends; the listener is bound

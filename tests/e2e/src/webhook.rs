@@ -77,35 +77,26 @@ impl Default for TestCerts {
     }
 }
 
-/// A running `guardrail-webhook serve`, killed when dropped.
-pub struct Webhook {
+/// A running `guardrail-webhook serve` started with the caller's own arguments
+/// (TLS flags included), killed when dropped. [`Webhook`] adds test certificates.
+pub struct Serve {
     pub child: ChildGuard,
     /// HTTPS address of /validate.
     pub addr: SocketAddr,
     /// Plain HTTP address of /metrics.
     pub metrics_addr: SocketAddr,
-    pub certs: TestCerts,
     /// Every stderr (log) line so far; also echoed to the test's stderr.
     logs: Arc<Mutex<Vec<String>>>,
 }
 
-impl Webhook {
-    /// Starts the binary on ephemeral ports with `extra` flags (e.g. `--config`), and
-    /// waits until it prints both addresses (it does so once it is ready).
-    pub fn start(extra: &[&str]) -> Self {
-        Self::start_with(TestCerts::new(), extra)
-    }
-
-    /// Like [`Webhook::start`], serving the given certificates.
-    pub fn start_with(certs: TestCerts, extra: &[&str]) -> Self {
+impl Serve {
+    /// Starts `serve` on ephemeral ports with `args`, and waits until it prints both
+    /// addresses (it does so once it is ready).
+    pub fn start(args: &[&str]) -> Self {
         let mut cmd = Command::new(bin("guardrail-webhook"));
         cmd.arg("serve")
-            .arg("--tls-cert")
-            .arg(&certs.cert)
-            .arg("--tls-key")
-            .arg(&certs.key)
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info,guardrail_webhook=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -149,6 +140,61 @@ impl Webhook {
             child,
             addr: addr.expect("address"),
             metrics_addr: metrics_addr.expect("metrics address"),
+            logs,
+        }
+    }
+
+    /// The Prometheus text of /metrics.
+    pub async fn metrics(&self) -> String {
+        metrics_text(self.metrics_addr).await
+    }
+}
+
+async fn metrics_text(metrics_addr: SocketAddr) -> String {
+    reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// A running `guardrail-webhook serve` with [`TestCerts`], killed when dropped.
+pub struct Webhook {
+    pub child: ChildGuard,
+    /// HTTPS address of /validate.
+    pub addr: SocketAddr,
+    /// Plain HTTP address of /metrics.
+    pub metrics_addr: SocketAddr,
+    pub certs: TestCerts,
+    /// Every stderr (log) line so far; also echoed to the test's stderr.
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Webhook {
+    /// Starts the binary on ephemeral ports with `extra` flags (e.g. `--config`), and
+    /// waits until it prints both addresses (it does so once it is ready).
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_with(TestCerts::new(), extra)
+    }
+
+    /// Like [`Webhook::start`], serving the given certificates.
+    pub fn start_with(certs: TestCerts, extra: &[&str]) -> Self {
+        let (cert, key) = (path_arg(&certs.cert), path_arg(&certs.key));
+        let args: Vec<&str> = ["--tls-cert", &cert, "--tls-key", &key]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let Serve {
+            child,
+            addr,
+            metrics_addr,
+            logs,
+        } = Serve::start(&args);
+        Self {
+            child,
+            addr,
+            metrics_addr,
             certs,
             logs,
         }
@@ -226,13 +272,12 @@ impl Webhook {
 
     /// The Prometheus text of /metrics.
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.metrics_url("/metrics"))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        metrics_text(self.metrics_addr).await
     }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("temp paths are UTF-8").to_string()
 }
 
 /// An `admission.k8s.io/v1` AdmissionReview for `object` (apiVersion/kind taken from it).

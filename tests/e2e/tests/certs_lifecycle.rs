@@ -15,11 +15,11 @@ use std::{
 
 use base64::Engine as _;
 use certs_support::{
-    client, generate, read, refusal, review, serial_of_pem, Server, Volume, NAMESPACE, SERVICE,
+    client, generate, read, refusal, review, serial_of_pem, Volume, NAMESPACE, SERVICE,
     START_TIMEOUT,
 };
 use guardrail_certs::{Authority, Validity};
-use guardrail_e2e::process::eventually;
+use guardrail_e2e::{process::eventually, webhook::Serve};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +35,7 @@ async fn generated_certificates_serve_and_rotate_under_load() {
     generate(&second);
     std::fs::create_dir(&mount).expect("mount dir");
     let mut volume = Volume::new(&mount, &first);
-    let server = Server::start(&[
+    let server = Serve::start(&[
         "--tls-cert",
         &volume.path("tls.crt"),
         "--tls-key",
@@ -257,8 +257,8 @@ async fn self_managed_replicas_share_one_secret_and_write_the_ca_bundle() {
     ];
     // Two replicas starting together.
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| Server::start(&args));
-        let b = s.spawn(|| Server::start(&args));
+        let a = s.spawn(|| Serve::start(&args));
+        let b = s.spawn(|| Serve::start(&args));
         (a.join().expect("replica a"), b.join().expect("replica b"))
     });
     let creates = emu

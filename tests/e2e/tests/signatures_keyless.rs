@@ -2,16 +2,21 @@
 //! real `docker-registry` behind TLS (CA made in the test) with htpasswd basic auth.
 
 use guardrail_e2e::registry::cosign::{
-    payload, push_signatures, sign_with_keys, KeySigner, BUNDLE_ANNOTATION, CERT_ANNOTATION,
-    SIGNATURE_ANNOTATION,
+    payload, push_signatures, sign_with_keys, KeySigner, SigLayer, BUNDLE_ANNOTATION,
+    CERT_ANNOTATION, SIGNATURE_ANNOTATION,
 };
 use guardrail_e2e::registry::keyless::{Identity, TestSigstore};
 use guardrail_e2e::registry::{metric, verifier, write, RegistryOptions, TestCa, TestRegistry};
-use guardrail_webhook::signatures::ImageVerdict;
+use guardrail_webhook::signatures::{ImageVerdict, SignatureVerifier};
 
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
 const WORKFLOW: &str =
     "https://github.com/acme/models/.github/workflows/release.yml@refs/heads/main";
+/// The release workflow: what the policies below trust.
+const RELEASE: Identity<'static> = Identity {
+    subject: WORKFLOW,
+    issuer: ISSUER,
+};
 
 struct Setup {
     reg: TestRegistry,
@@ -19,9 +24,12 @@ struct Setup {
     auth_file: std::path::PathBuf,
 }
 
-fn setup(ca: &TestCa) -> Setup {
+/// A TLS registry with basic auth (its CA made here) and the docker config for it.
+fn setup() -> Setup {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = TestCa::new();
     let reg = TestRegistry::start(RegistryOptions {
-        tls: Some(ca),
+        tls: Some(&ca),
         basic_auth: Some(("ci", "s3cret")),
     });
     let auth = format!(
@@ -47,20 +55,49 @@ fn config(s: &Setup, identities: &str) -> String {
     )
 }
 
+/// A registry and a verifier of keyless rules with `identities` (YAML list items).
+fn keyless_verifier(identities: &str) -> (Setup, SignatureVerifier) {
+    let s = setup();
+    let (v, _) = verifier(&config(&s, identities), Some(&s.auth_file));
+    (s, v)
+}
+
+/// Pushes image `tag` with the one signature layer `sign` makes from its cosign
+/// payload; returns the pinned reference.
+async fn push_with(
+    s: &Setup,
+    tag: &str,
+    sign: impl FnOnce(Vec<u8>) -> SigLayer,
+) -> oci_client::Reference {
+    let digest = s.reg.push_image("models/llm", tag).await;
+    let layer = sign(payload(&format!("{}/models/llm", s.reg.host), &digest));
+    push_signatures(&s.reg, "models/llm", &digest, &[layer]).await;
+    s.reg.pinned("models/llm", &digest)
+}
+
+/// An image signed by the test's trusted Sigstore as `identity`.
 async fn push_keyless(
     s: &Setup,
     tag: &str,
     identity: &Identity<'_>,
     with_bundle: bool,
 ) -> oci_client::Reference {
-    let digest = s.reg.push_image("models/llm", tag).await;
-    let layer = s.sigstore.sign(
-        payload(&format!("{}/models/llm", s.reg.host), &digest),
-        identity,
-        with_bundle,
+    push_with(s, tag, |p| s.sigstore.sign(p, identity, with_bundle)).await
+}
+
+/// `layer` with a Rekor bundle logged by `log` for the payload and signature of
+/// `entry` (default: `layer` itself) and the certificate of `layer`.
+fn with_bundle(log: &TestSigstore, mut layer: SigLayer, entry: Option<&SigLayer>) -> SigLayer {
+    let entry = entry.unwrap_or(&layer);
+    let bundle = log.bundle(
+        &entry.payload,
+        &entry.annotations[SIGNATURE_ANNOTATION],
+        &layer.annotations[CERT_ANNOTATION],
     );
-    push_signatures(&s.reg, "models/llm", &digest, &[layer]).await;
-    s.reg.pinned("models/llm", &digest)
+    layer
+        .annotations
+        .insert(BUNDLE_ANNOTATION.to_string(), bundle);
+    layer
 }
 
 fn denied(verdict: ImageVerdict) -> String {
@@ -70,66 +107,38 @@ fn denied(verdict: ImageVerdict) -> String {
     }
 }
 
+fn release_identity() -> String {
+    format!("    - issuer: {ISSUER}\n      subject: \"{WORKFLOW}\"\n")
+}
+
 #[tokio::test]
 async fn keyless_identities_decide() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let ca = TestCa::new();
-    let s = setup(&ca);
-    let ids = format!("    - issuer: {ISSUER}\n      subject: \"{WORKFLOW}\"\n");
-    let (v, _) = verifier(&config(&s, &ids), Some(&s.auth_file));
+    let (s, v) = keyless_verifier(&release_identity());
 
-    let good = push_keyless(
-        &s,
-        "good",
-        &Identity {
-            subject: WORKFLOW,
-            issuer: ISSUER,
-        },
-        true,
-    )
-    .await;
+    let good = push_keyless(&s, "good", &RELEASE, true).await;
     assert_eq!(v.check(&good).await, ImageVerdict::Allowed);
 
     let other_workflow = "https://github.com/acme/models/.github/workflows/dev.yml@refs/heads/main";
-    let img = push_keyless(
-        &s,
-        "subject",
-        &Identity {
-            subject: other_workflow,
-            issuer: ISSUER,
-        },
-        true,
-    )
-    .await;
+    let other = Identity {
+        subject: other_workflow,
+        issuer: ISSUER,
+    };
+    let img = push_keyless(&s, "subject", &other, true).await;
     let reason = denied(v.check(&img).await);
     assert!(
         reason.contains(&format!("untrusted keyless identities: {other_workflow}")),
         "{reason}"
     );
 
-    let img = push_keyless(
-        &s,
-        "issuer",
-        &Identity {
-            subject: WORKFLOW,
-            issuer: "https://evil.example",
-        },
-        true,
-    )
-    .await;
+    let evil_issuer = Identity {
+        subject: WORKFLOW,
+        issuer: "https://evil.example",
+    };
+    let img = push_keyless(&s, "issuer", &evil_issuer, true).await;
     let reason = denied(v.check(&img).await);
     assert!(reason.contains("(https://evil.example)"), "{reason}");
 
-    let img = push_keyless(
-        &s,
-        "nobundle",
-        &Identity {
-            subject: WORKFLOW,
-            issuer: ISSUER,
-        },
-        false,
-    )
-    .await;
+    let img = push_keyless(&s, "nobundle", &RELEASE, false).await;
     let reason = denied(v.check(&img).await);
     assert!(
         reason.contains("no signature with a trusted certificate and Rekor bundle"),
@@ -139,43 +148,24 @@ async fn keyless_identities_decide() {
 
 #[tokio::test]
 async fn certificates_from_another_ca_or_bundles_from_another_log_deny() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let ca = TestCa::new();
-    let s = setup(&ca);
-    let ids =
-        format!("    - issuer: {ISSUER}\n      subjectRegExp: \"https://github.com/acme/.*\"\n");
-    let (v, _) = verifier(&config(&s, &ids), Some(&s.auth_file));
-    let id = Identity {
-        subject: WORKFLOW,
-        issuer: ISSUER,
-    };
+    let (s, v) = keyless_verifier(&format!(
+        "    - issuer: {ISSUER}\n      subjectRegExp: \"https://github.com/acme/.*\"\n"
+    ));
 
     // Regex identities are anchored: a look-alike prefix does not pass.
-    let img = push_keyless(&s, "regex-ok", &id, true).await;
+    let img = push_keyless(&s, "regex-ok", &RELEASE, true).await;
     assert_eq!(v.check(&img).await, ImageVerdict::Allowed);
-    let evil = "https://evil.io/?https://github.com/acme/x";
-    let img = push_keyless(
-        &s,
-        "regex-bad",
-        &Identity {
-            subject: evil,
-            issuer: ISSUER,
-        },
-        true,
-    )
-    .await;
+    let evil = Identity {
+        subject: "https://evil.io/?https://github.com/acme/x",
+        issuer: ISSUER,
+    };
+    let img = push_keyless(&s, "regex-bad", &evil, true).await;
     denied(v.check(&img).await);
 
     // Same identity, but a Sigstore the trusted root does not list.
     let rogue = TestSigstore::new();
-    let digest = s.reg.push_image("models/llm", "rogue").await;
-    let layer = rogue.sign(
-        payload(&format!("{}/models/llm", s.reg.host), &digest),
-        &id,
-        true,
-    );
-    push_signatures(&s.reg, "models/llm", &digest, &[layer]).await;
-    let reason = denied(v.check(&s.reg.pinned("models/llm", &digest)).await);
+    let img = push_with(&s, "rogue", |p| rogue.sign(p, &RELEASE, true)).await;
+    let reason = denied(v.check(&img).await);
     assert!(
         reason.contains("Rekor bundle from an untrusted log"),
         "{reason}"
@@ -184,9 +174,7 @@ async fn certificates_from_another_ca_or_bundles_from_another_log_deny() {
 
 #[tokio::test]
 async fn basic_auth_registry_needs_the_docker_config() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let ca = TestCa::new();
-    let s = setup(&ca);
+    let s = setup();
     let key = KeySigner::new();
     let key_file = write(s.reg.dir.path(), "cosign.pub", &key.public_pem);
     let digest = s.reg.push_image("models/llm", "v1").await;
@@ -223,50 +211,31 @@ async fn basic_auth_registry_needs_the_docker_config() {
 
 #[tokio::test]
 async fn chain_and_rekor_entry_must_belong_to_the_signature() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let ca = TestCa::new();
-    let s = setup(&ca);
-    let ids = format!("    - issuer: {ISSUER}\n      subject: \"{WORKFLOW}\"\n");
-    let (v, _) = verifier(&config(&s, &ids), Some(&s.auth_file));
-    let id = Identity {
-        subject: WORKFLOW,
-        issuer: ISSUER,
-    };
-    let reference = format!("{}/models/llm", s.reg.host);
+    let (s, v) = keyless_verifier(&release_identity());
 
     // A certificate from a CA outside the trusted root, logged by the trusted Rekor.
     let rogue = TestSigstore::new();
-    let digest = s.reg.push_image("models/llm", "rogue-ca").await;
-    let mut layer = rogue.sign(payload(&reference, &digest), &id, false);
-    let bundle = s.sigstore.bundle(
-        &layer.payload,
-        &layer.annotations[SIGNATURE_ANNOTATION],
-        &layer.annotations[CERT_ANNOTATION],
-    );
-    layer
-        .annotations
-        .insert(BUNDLE_ANNOTATION.to_string(), bundle);
-    push_signatures(&s.reg, "models/llm", &digest, &[layer]).await;
-    let reason = denied(v.check(&s.reg.pinned("models/llm", &digest)).await);
+    let img = push_with(&s, "rogue-ca", |p| {
+        with_bundle(&s.sigstore, rogue.sign(p, &RELEASE, false), None)
+    })
+    .await;
+    let reason = denied(v.check(&img).await);
     assert!(
         reason.contains("no signature with a trusted certificate"),
         "{reason}"
     );
 
     // A genuine SET, but for another signature than the one in the layer.
-    let digest = s.reg.push_image("models/llm", "other-entry").await;
-    let mut layer = s.sigstore.sign(payload(&reference, &digest), &id, false);
-    let other = s.sigstore.sign(payload(&reference, &digest), &id, false);
-    let bundle = s.sigstore.bundle(
-        &other.payload,
-        &other.annotations[SIGNATURE_ANNOTATION],
-        &layer.annotations[CERT_ANNOTATION],
-    );
-    layer
-        .annotations
-        .insert(BUNDLE_ANNOTATION.to_string(), bundle);
-    push_signatures(&s.reg, "models/llm", &digest, &[layer]).await;
-    let reason = denied(v.check(&s.reg.pinned("models/llm", &digest)).await);
+    let img = push_with(&s, "other-entry", |p| {
+        let other = s.sigstore.sign(p.clone(), &RELEASE, false);
+        with_bundle(
+            &s.sigstore,
+            s.sigstore.sign(p, &RELEASE, false),
+            Some(&other),
+        )
+    })
+    .await;
+    let reason = denied(v.check(&img).await);
     assert!(
         reason.contains("signature or Rekor entry mismatch"),
         "{reason}"

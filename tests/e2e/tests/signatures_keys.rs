@@ -262,44 +262,25 @@ async fn hostile_signature_manifests_hit_the_limits() {
     sign_with_keys(&reg, "models/llm", &digest, &[&key, &key, &key]).await;
     let image = reg.pinned("models/llm", &digest);
 
-    let (v, _) = verifier(
-        &format!(
-            "limits: {{maxSignatures: 2}}\n{}",
-            config(&reg, &[&key], "")
+    for (limit, expected) in [
+        (
+            "maxSignatures: 2",
+            "3 signature layers, limit is 2 (signatures.limits.maxSignatures)",
         ),
-        None,
-    );
-    let reason = denied_reason(v.check(&image).await);
-    assert!(
-        reason.contains("3 signature layers, limit is 2 (signatures.limits.maxSignatures)"),
-        "{reason}"
-    );
-
-    let (v, _) = verifier(
-        &format!(
-            "limits: {{maxLayerBytes: 100}}\n{}",
-            config(&reg, &[&key], "")
+        (
+            "maxLayerBytes: 100",
+            "limit is 100 (signatures.limits.maxLayerBytes)",
         ),
-        None,
-    );
-    let reason = denied_reason(v.check(&image).await);
-    assert!(
-        reason.contains("limit is 100 (signatures.limits.maxLayerBytes)"),
-        "{reason}"
-    );
-
-    let (v, _) = verifier(
-        &format!(
-            "limits: {{maxManifestBytes: 200}}\n{}",
-            config(&reg, &[&key], "")
+        (
+            "maxManifestBytes: 200",
+            "limit is 200 (signatures.limits.maxManifestBytes)",
         ),
-        None,
-    );
-    let reason = denied_reason(v.check(&image).await);
-    assert!(
-        reason.contains("limit is 200 (signatures.limits.maxManifestBytes)"),
-        "{reason}"
-    );
+    ] {
+        let yaml = format!("limits: {{{limit}}}\n{}", config(&reg, &[&key], ""));
+        let (v, _) = verifier(&yaml, None);
+        let reason = denied_reason(v.check(&image).await);
+        assert!(reason.contains(expected), "{limit}: {reason}");
+    }
 
     let (v, _) = verifier(&config(&reg, &[&key], ""), None);
     assert_eq!(

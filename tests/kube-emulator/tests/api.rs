@@ -2,42 +2,21 @@
 //! Status bodies, generation and the status subresource, patches, selectors, paging,
 //! finalizers, owner cascade, and schema/Knative validation.
 
+mod common;
+
+use common::{api_status, ksvc, ksvc_api, start};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
-use kube::core::GroupVersionKind;
-use kube_emulator::{Emulator, Options};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
-async fn start() -> Emulator {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    Emulator::start(Options::default())
-        .await
-        .expect("emulator starts")
-}
-
-fn ksvc_api(emu: &Emulator) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("serving.knative.dev", "v1", "Service"),
-        "services",
-    );
-    Api::namespaced_with(emu.client(), "default", &ar)
-}
-
-fn ksvc(name: &str, traffic: Value) -> Value {
-    json!({
-        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
-        "metadata": { "name": name, "namespace": "default" },
-        "spec": { "template": { "spec": { "containers": [{ "image": "registry.example/model@sha256:aa" }] } }, "traffic": traffic },
-    })
-}
-
-fn api_status(err: kube::Error) -> Box<kube::core::Status> {
-    match err {
-        kube::Error::Api(s) => s,
-        other => panic!("expected an API Status error, got {other:?}"),
-    }
+/// The numeric resourceVersion of an object the emulator returned.
+fn resource_version(meta: &ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .expect("rv")
+        .parse()
+        .expect("numeric rv")
 }
 
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
@@ -59,13 +38,7 @@ async fn crud_bumps_resource_version_and_stale_updates_conflict() {
         .create(&PostParams::default(), &configmap("cfg", &[("a", "1")]))
         .await
         .expect("create");
-    let rv1: u64 = created
-        .metadata
-        .resource_version
-        .clone()
-        .expect("rv")
-        .parse()
-        .expect("numeric rv");
+    let rv1 = resource_version(&created.metadata);
     assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
 
     let again = api
@@ -84,13 +57,7 @@ async fn crud_bumps_resource_version_and_stale_updates_conflict() {
         .replace("cfg", &PostParams::default(), &fresh)
         .await
         .expect("update with current rv");
-    let rv2: u64 = updated
-        .metadata
-        .resource_version
-        .clone()
-        .expect("rv")
-        .parse()
-        .expect("numeric rv");
+    let rv2 = resource_version(&updated.metadata);
     assert!(
         rv2 > rv1,
         "resourceVersion must bump on write ({rv1} -> {rv2})"

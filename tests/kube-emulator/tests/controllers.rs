@@ -3,25 +3,13 @@
 //! resolution, and the KServe reconciler that owns (and overwrites) the predictor
 //! ksvc's traffic.
 
+mod common;
+
 use std::path::PathBuf;
 
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube_emulator::{Emulator, Options};
+use common::{api, start};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-
-async fn start() -> Emulator {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    Emulator::start(Options::default())
-        .await
-        .expect("emulator starts")
-}
-
-fn api(emu: &Emulator, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(emu.client(), "default", &ar)
-}
 
 /// `../shared/fixtures/<rel>` from the workspace root.
 fn fixture(rel: &str) -> Value {

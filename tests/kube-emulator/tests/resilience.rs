@@ -1,25 +1,21 @@
 //! Watches (through `kube::runtime::watcher`), fault injection, the server going away
 //! and coming back, the audit log, and the in-cluster file layout.
 
+mod common;
+
 use std::time::Duration;
 
+use common::start;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use kube_emulator::{Emulator, Options};
+use kube_emulator::Emulator;
 use serde_json::json;
 
 /// Upper bound for any single wait: a hang fails the test instead of blocking CI.
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn start() -> Emulator {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    Emulator::start(Options::default())
-        .await
-        .expect("emulator starts")
-}
 
 fn configmap(name: &str, value: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();

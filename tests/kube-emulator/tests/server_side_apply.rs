@@ -2,41 +2,12 @@
 //! `FieldManagerConflict` causes, shared ownership of equal values, `force`, removal of
 //! fields a manager stops applying, and per-webhook `caBundle` ownership.
 
+mod common;
+
+use common::{api_status, ksvc, ksvc_api, start};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::core::GroupVersionKind;
-use kube_emulator::{Emulator, Options};
-use serde_json::{json, Value};
-
-async fn start() -> Emulator {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    Emulator::start(Options::default())
-        .await
-        .expect("emulator starts")
-}
-
-fn ksvc_api(emu: &Emulator) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("serving.knative.dev", "v1", "Service"),
-        "services",
-    );
-    Api::namespaced_with(emu.client(), "default", &ar)
-}
-
-fn ksvc(name: &str, traffic: Value) -> Value {
-    json!({
-        "apiVersion": "serving.knative.dev/v1", "kind": "Service",
-        "metadata": { "name": name, "namespace": "default" },
-        "spec": { "template": { "spec": { "containers": [{ "image": "registry.example/model@sha256:aa" }] } }, "traffic": traffic },
-    })
-}
-
-fn api_status(err: kube::Error) -> Box<kube::core::Status> {
-    match err {
-        kube::Error::Api(s) => s,
-        other => panic!("expected an API Status error, got {other:?}"),
-    }
-}
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
 #[tokio::test]
 async fn server_side_apply_tracks_managers_conflicts_and_force() {

@@ -19,9 +19,7 @@ use sigstore::cosign::bundle_content::BundleContent;
 use sigstore::cosign::signature_layers::CertificateSubject;
 use sigstore::cosign::{ClientBuilder, CosignCapabilities, SignatureLayer};
 use sigstore::crypto::{CosignVerificationKey, Signature};
-use sigstore::registry::{
-    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, OciReference,
-};
+use sigstore::registry::OciReference;
 use sigstore::trust::ManualTrustRoot;
 
 use super::config::SignatureRule;
@@ -141,22 +139,7 @@ impl RuleTrust {
     }
 
     fn build_client(&self, transport: &Transport) -> Result<sigstore::cosign::Client, String> {
-        let config = ClientConfig {
-            protocol: if transport.insecure {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            extra_root_certificates: transport
-                .ca_pem
-                .iter()
-                .map(|pem| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            ..ClientConfig::default()
-        };
+        let config = transport.sigstore_config();
         let mut builder = ClientBuilder::default().with_oci_client_config(config);
         if let Some(root) = &self.trust_root {
             builder = builder

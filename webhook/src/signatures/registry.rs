@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::ClientConfig;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
     OciDescriptor, OciManifest, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
@@ -65,24 +65,36 @@ pub fn signature_reference(image: &Reference, digest: &str) -> Reference {
     )
 }
 
+impl Transport {
+    /// The client configuration for this registry (protocol, extra CA) in sigstore's
+    /// terms. The oci_client one is derived from it, so the signature fetches and
+    /// sigstore's own client always trust the same roots.
+    pub fn sigstore_config(&self) -> sigstore::registry::ClientConfig {
+        use sigstore::registry::{Certificate, CertificateEncoding, ClientProtocol};
+        sigstore::registry::ClientConfig {
+            protocol: if self.insecure {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            extra_root_certificates: self
+                .ca_pem
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            ..sigstore::registry::ClientConfig::default()
+        }
+    }
+}
+
 fn client_config(transport: &Transport, limits: &Limits) -> ClientConfig {
     ClientConfig {
-        protocol: if transport.insecure {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        extra_root_certificates: transport
-            .ca_pem
-            .iter()
-            .map(|pem| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: pem.clone(),
-            })
-            .collect(),
         read_timeout: Some(limits.request_timeout),
         connect_timeout: Some(limits.request_timeout),
-        ..ClientConfig::default()
+        ..transport.sigstore_config().into()
     }
 }
 

@@ -2,11 +2,10 @@
 //! volumes, and an API-server-like TLS client that reports the served certificate.
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{mpsc, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -25,63 +24,6 @@ use tokio_rustls::TlsConnector;
 pub const SERVICE: &str = "guardrail";
 pub const NAMESPACE: &str = "guardrail-system";
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A running `guardrail-webhook serve` with its addresses.
-pub struct Server {
-    pub child: ChildGuard,
-    pub addr: SocketAddr,
-    pub metrics_addr: SocketAddr,
-}
-
-impl Server {
-    pub fn start(args: &[&str]) -> Self {
-        let mut cmd = Command::new(bin("guardrail-webhook"));
-        cmd.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn,guardrail_certs=info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped());
-        let mut child = ChildGuard::spawn("guardrail-webhook", &mut cmd);
-        let stdout = child.child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let (mut addr, mut metrics_addr) = (None, None);
-        while addr.is_none() || metrics_addr.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let status = child.child.try_wait().ok().flatten();
-                panic!(
-                    "guardrail-webhook did not report its addresses (exit: {status:?}); see stderr"
-                );
-            };
-            if let Some(a) = line.strip_prefix("listening on https://") {
-                addr = Some(a.parse().expect("listen address"));
-            } else if let Some(a) = line.strip_prefix("metrics on http://") {
-                metrics_addr = Some(a.parse().expect("metrics address"));
-            }
-        }
-        Self {
-            child,
-            addr: addr.expect("address"),
-            metrics_addr: metrics_addr.expect("metrics address"),
-        }
-    }
-
-    pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    }
-}
 
 /// Runs `serve` expecting it to refuse to start; returns its stderr.
 pub fn refusal(args: &[&str]) -> String {
