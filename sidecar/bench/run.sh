@@ -4,6 +4,7 @@
 #
 #   sidecar/bench/run.sh            # needs nginx (apt-get install nginx-light) and oha
 #   RUNS=5 DURATION=10s sidecar/bench/run.sh
+#   SIDECAR=/tmp/other-build TOKIO_WORKER_THREADS=1 sidecar/bench/run.sh
 #
 # Topology on loopback: nginx serves a static 1 KB JSON body (the "model"); the
 # sidecar (release build) and an nginx `proxy_pass` with upstream keep-alive both sit
@@ -17,8 +18,10 @@ DURATION="${DURATION:-5s}"
 CONNS="${CONNS:-32}"
 command -v nginx >/dev/null || { echo "nginx missing: apt-get install nginx-light" >&2; exit 1; }
 [ -x "$OHA" ] || { echo "oha missing: cargo install oha" >&2; exit 1; }
-cargo build --release -p guardrail-sidecar --bins >/dev/null
-SIDECAR="$CARGO_TARGET_DIR/release/guardrail-sidecar"
+if [ -z "${SIDECAR:-}" ]; then
+  cargo build --release -p guardrail-sidecar --bins >/dev/null
+  SIDECAR="$CARGO_TARGET_DIR/release/guardrail-sidecar"
+fi
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -34,6 +37,8 @@ text = json.dumps(body)
 text = text + " " * (1024 - len(text))
 open(sys.argv[1], "w").write(text)
 PY
+# nginx workers run as an unprivileged user: let them read the body.
+chmod a+rx "$WORK"; chmod a+r "$WORK/body.json"
 cat >"$WORK/nginx.conf" <<CONF
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -44,7 +49,10 @@ http {
   upstream model { server 127.0.0.1:$UP; keepalive 64; }
   server {
     listen 127.0.0.1:$UP;
-    location / { default_type application/json; alias $WORK/body.json; }
+    # Every path answers the body with 200, also the sidecar's KServe V1 path (so its
+    # output checks run, as in production).
+    root $WORK;
+    location / { default_type application/json; try_files /body.json =404; }
   }
   server {
     listen 127.0.0.1:$NG;
@@ -67,7 +75,8 @@ done
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$SPID/stat"; }
 # oha JSON -> "p50_ms p99_ms rps"
-summary() { python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; print(round(p["p50"]*1e3,3), round(p["p99"]*1e3,3), round(d["summary"]["requestsPerSec"]))'; }
+# Fails on any non-200 answer: a benchmark of error pages measures nothing useful.
+summary() { python3 -c 'import json,sys; d=json.load(sys.stdin); s=d.get("statusCodeDistribution",{}); bad={k:v for k,v in s.items() if k!="200"}; bad and sys.exit(f"non-200 responses {bad}: fix the bench setup"); p=d["latencyPercentiles"]; print(round(p["p50"]*1e3,3), round(p["p99"]*1e3,3), round(d["summary"]["requestsPerSec"]))'; }
 load() { "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNS" "$@" | summary; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

@@ -90,6 +90,21 @@ impl Checker {
     /// Checks one complete 2xx response body. `instances` is the request's instance
     /// count (KServe V1) when known.
     pub fn check(&self, kind: Kind, instances: Option<usize>, body: &[u8]) -> Findings<'_> {
+        // The common case, a KServe V1 prediction without custom rules or scores, is
+        // judged while parsing, with no JSON tree; anything unusual (non-finite
+        // tokens, invalid JSON) takes the general path below.
+        if kind == Kind::KserveV1 && self.rules.is_empty() && self.config.score.is_none() {
+            if let Some(summary) = kserve_v1::summarize(body, self.config.probability_epsilon) {
+                let mut findings = Findings::default();
+                kserve_v1::check_summary(&summary, instances, &self.config, &mut findings);
+                return findings;
+            }
+        }
+        self.check_tree(kind, instances, body)
+    }
+
+    /// `check` on a parsed JSON tree: every protocol, rules and scores.
+    fn check_tree(&self, kind: Kind, instances: Option<usize>, body: &[u8]) -> Findings<'_> {
         let mut findings = Findings::default();
         if kind == Kind::OpenAi && openai::is_event_stream(body) {
             openai::check_stream(body, self.config.max_repeat, &mut findings);

@@ -138,17 +138,17 @@ impl Recorder {
             latency,
             error,
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt)
-                if judge
-                    .body
-                    .as_ref()
-                    .is_some_and(|b| b.len() > INLINE_CHECK_MAX) =>
-            {
+        if judge
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > INLINE_CHECK_MAX)
+        {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move { judge.run() });
+                return;
             }
-            _ => judge.run(),
         }
+        judge.run();
     }
 }
 

@@ -15,7 +15,23 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`, and `TE` except
 /// `TE: trailers` (gRPC needs it end to end to receive trailers).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
+    // One pass over the few names first: each lookup or removal below hashes its name,
+    // and most messages carry none of these fields, or only `Connection`.
+    let (mut connection, mut fixed, mut te) = (false, false, false);
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if name == header::TE {
+            te = true;
+        } else if name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+        {
+            fixed = true;
+        }
+    }
+    if connection {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -31,11 +47,13 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         }
         headers.remove(header::CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::UPGRADE);
-    if let Some(te) = headers.get(header::TE) {
+    if fixed {
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
+        headers.remove(header::TRANSFER_ENCODING);
+        headers.remove(header::UPGRADE);
+    }
+    if let Some(te) = headers.get(header::TE).filter(|_| te) {
         let trailers_only = te
             .to_str()
             .map(|v| {
@@ -109,6 +127,40 @@ mod tests {
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["te", "x-forwarded-for", "forwarded"]);
         assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn hop_by_hop_edge_cases() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().expect("value"));
+        h.insert("x-request-id", "abc".parse().expect("value"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before, "nothing hop-by-hop: untouched");
+
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Keep-Alive".parse().expect("value"));
+        h.insert("keep-alive", "timeout=5".parse().expect("value"));
+        h.insert("transfer-encoding", "chunked".parse().expect("value"));
+        h.insert("content-length", "3".parse().expect("value"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
+
+        let mut h = HeaderMap::new();
+        h.append("connection", "te".parse().expect("value"));
+        h.append("connection", "close, x-a".parse().expect("value"));
+        h.insert("te", "trailers".parse().expect("value"));
+        h.insert("x-a", "1".parse().expect("value"));
+        h.insert("x-b", "2".parse().expect("value"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-b", "te"]);
+
+        let mut h = HeaderMap::new();
+        h.insert("te", "gzip".parse().expect("value"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "TE without trailers is dropped");
     }
 
     #[test]

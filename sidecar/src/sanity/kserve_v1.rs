@@ -6,6 +6,11 @@ use serde_json::Value;
 use super::{is_non_finite, json::for_each_leaf, Findings};
 use crate::config::SanityConfig;
 
+mod summary;
+
+pub(super) use summary::summarize;
+use summary::Summary;
+
 /// Number of `instances` (or `inputs`) in a V1 request body; `None` if not V1 JSON.
 pub fn count_instances(body: &[u8]) -> Option<usize> {
     #[derive(Deserialize)]
@@ -46,6 +51,32 @@ pub(super) fn check(v: &Value, instances: Option<usize>, cfg: &SanityConfig, f: 
             .iter()
             .all(|row| is_probability_row(row, cfg.probability_epsilon))
     {
+        f.fail("probability");
+    }
+}
+
+/// The same findings as `check`, from a streamed `Summary` of the body.
+pub(super) fn check_summary(
+    s: &Summary,
+    instances: Option<usize>,
+    cfg: &SanityConfig,
+    f: &mut Findings<'_>,
+) {
+    let Some(rows) = s.predictions else {
+        f.fail("missing_predictions");
+        return;
+    };
+    if rows.count == 0 {
+        f.fail("empty_predictions");
+        return;
+    }
+    if instances.is_some_and(|n| n != rows.count) {
+        f.fail("prediction_count");
+    }
+    if rows.non_finite {
+        f.fail("non_finite");
+    }
+    if cfg.probabilities && !rows.probability_rows {
         f.fail("probability");
     }
 }

@@ -150,3 +150,67 @@ sanity:
         "missing values fail their rules"
     );
 }
+
+/// The streamed KServe V1 path must find exactly what the JSON-tree path finds.
+#[test]
+fn kserve_v1_streamed_checks_match_the_tree() {
+    let bodies = [
+        r#"{"predictions":[[0.2,0.8],[1.0,0.0]]}"#,
+        r#"{"predictions":[[0.2,null],[1,0]]}"#,
+        r#"{"predictions":[[0.25,0.75,0.0],[0.5,0.5]],"model_name":"m","x":{"a":[null]}}"#,
+        r#"{"predictions":[0, 1, 1.0, 0.5]}"#,
+        r#"{"predictions":[2, -1, 3e2]}"#,
+        r#"{"predictions":[[[0.5,null]],[1]]}"#,
+        r#"{"predictions":[[0.5,[0.5]]]}"#,
+        r#"{"predictions":[[]]}"#,
+        r#"{"predictions":[{"label":null}, "x", true, null]}"#,
+        r#"{"predictions":[]}"#,
+        r#"{"predictions":{}}"#,
+        r#"{"predictions":null}"#,
+        r#"{"predictions":"abc"}"#,
+        r#"{"predictions":7}"#,
+        r#"{"predictions":[1],"predictions":[]}"#,
+        r#"{"predictions":[],"predictions":[0.5]}"#,
+        r#"{"outputs":[1]}"#,
+        r#"{"predicti\u006fns":[0.5]}"#,
+        r#"{}"#,
+        r#"[{"predictions":[1]}]"#,
+        r#"[]"#,
+        "null",
+        "3",
+        r#""predictions""#,
+        "true",
+        r#"{"predictions":[NaN]}"#,
+        r#"{"predictions":[Infinity, 0.5]}"#,
+        r#"{"predictions":[1e400]}"#,
+        r#"{"predictions":[1],"note":"\ud800"}"#,
+        r#"{"predictions":[1]} trailing"#,
+        r#"{"predictions":[1],}"#,
+        "<html>",
+        "",
+        r#"{"predictions":[0.1,0.2]}   "#,
+        r#"{"predictions":[-0.0, 18446744073709551615, -9223372036854775808]}"#,
+    ];
+    let configs = [
+        checker(""),
+        checker("sanity: { probabilities: true }"),
+        checker("sanity: { probabilities: true, probability_epsilon: 1.5 }"),
+    ];
+    for c in &configs {
+        for body in bodies {
+            for instances in [None, Some(0), Some(1), Some(2)] {
+                let streamed = c.check(Kind::KserveV1, instances, body.as_bytes());
+                let tree = c.check_tree(Kind::KserveV1, instances, body.as_bytes());
+                assert_eq!(streamed, tree, "body {body} instances {instances:?}");
+            }
+        }
+        let invalid_utf8 = b"{\"predictions\":[1],\"x\":\"\xff\"}";
+        assert_eq!(
+            c.check(Kind::KserveV1, None, invalid_utf8),
+            c.check_tree(Kind::KserveV1, None, invalid_utf8)
+        );
+    }
+    // The streamed path really ran on the common case (and not only the fallback).
+    assert!(kserve_v1::summarize(br#"{"predictions":[[0.2,0.8]]}"#, 1e-3).is_some());
+    assert!(kserve_v1::summarize(br#"{"predictions":[NaN]}"#, 1e-3).is_none());
+}
