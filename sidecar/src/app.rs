@@ -13,10 +13,11 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::Admin, config::Config, error::SidecarError, identity::Identity, metrics::Metrics,
-    proxy::Proxy, sanity::Checker, window::Window,
+    admin::Admin, config::Config, error::SidecarError, guardrails, guardrails::GuardrailMetrics,
+    identity::Identity, metrics::Metrics, proxy::Proxy, sanity::Checker, window::Window,
 };
 
 /// A configured sidecar, ready to serve.
@@ -26,12 +27,15 @@ pub struct Sidecar {
     metrics: Arc<Metrics>,
     window: Arc<Window>,
     proxy: Proxy,
+    guardrail_metrics: GuardrailMetrics,
 }
 
 impl Sidecar {
     pub fn new(config: Config, identity: Identity) -> Result<Self, SidecarError> {
         config.validate()?;
-        let metrics = Arc::new(Metrics::new(identity.revision_label()));
+        let mut metrics = Metrics::new(identity.revision_label());
+        let guardrail_metrics = GuardrailMetrics::register(metrics.registry_mut());
+        let metrics = Arc::new(metrics);
         let reference = config
             .sanity
             .score
@@ -50,6 +54,7 @@ impl Sidecar {
             metrics,
             window,
             proxy,
+            guardrail_metrics,
         })
     }
 
@@ -103,6 +108,16 @@ impl Sidecar {
             upstream = %self.config.upstream,
             "serving"
         );
+        // The guardrail loop runs beside the data path and stops with it.
+        let stop_guardrails = CancellationToken::new();
+        let guardrails = guardrails::start(
+            &self.config.guardrails,
+            &self.identity,
+            self.window.clone(),
+            self.guardrail_metrics.clone(),
+            stop_guardrails.clone(),
+        )
+        .await;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -136,6 +151,11 @@ impl Sidecar {
             }
         }
         draining.store(true, Ordering::Release);
+        stop_guardrails.cancel();
+        if let Some(task) = guardrails {
+            // An in-flight API call is cancelled at its next await point.
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
         drop(listener);
         drop(admin_listener);
         drain(proxy_conns, self.config.drain_timeout).await;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 pub use sanity::{Protocol, RuleConfig, RuleConstraint, SanityConfig, ScoreDriftConfig};
 
-use crate::error::SidecarError;
+use crate::{error::SidecarError, guardrails::GuardrailsConfig};
 
 /// Default proxy listener: 8090 avoids the ports Knative reserves (8012, 8013, 8022,
 /// 9090, 9091) and the usual model-server port 8080.
@@ -55,6 +55,8 @@ pub struct Config {
     pub window: WindowConfig,
     /// Output sanity checks.
     pub sanity: SanityConfig,
+    /// Rollback and staged promotion (see docs/guardrails.md).
+    pub guardrails: GuardrailsConfig,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             readiness_path: None,
             window: WindowConfig::default(),
             sanity: SanityConfig::default(),
+            guardrails: GuardrailsConfig::default(),
         }
     }
 }
@@ -156,7 +159,8 @@ impl Config {
                 "must give every sub-window at least 100ms (raise length or lower sub_windows)",
             ));
         }
-        self.sanity.validate()
+        self.sanity.validate()?;
+        self.guardrails.validate()
     }
 
     /// The upstream's `host:port`, from `upstream` (only cleartext `http://` is

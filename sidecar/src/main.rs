@@ -38,10 +38,27 @@ struct Args {
     /// Pod name (downward API).
     #[arg(long, env = "POD_NAME", default_value = "")]
     pod: String,
+    /// Log the guardrails' Kubernetes patches instead of sending them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Runtime worker threads. One is the default: at model-serving rates a second
+    /// worker mostly wakes up to find nothing (a futex and a context switch per request),
+    /// and one core still proxies tens of thousands of checked requests per second.
+    #[arg(long, env = "TOKIO_WORKER_THREADS", default_value_t = 1)]
+    workers: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -49,13 +66,14 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
     config.listen = args.listen.unwrap_or(config.listen);
     config.admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
+    config.guardrails.dry_run |= args.dry_run;
     if let Some(upstream) = args.upstream {
         config.upstream = upstream;
     }

@@ -228,6 +228,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for components that register their own metrics (guardrails).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub(crate) fn request_started(&self) {
         self.in_flight.inc();
     }

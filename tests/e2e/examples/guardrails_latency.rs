@@ -55,13 +55,16 @@ async fn main() {
     );
 
     if noisy_seconds > 0 {
-        cluster.seed_canary(
-            "noisy",
-            25,
-            json!({ "guardrail.dev/max-p99": "200ms" }),
-        );
+        cluster.seed_canary("noisy", 25, json!({ "guardrail.dev/max-p99": "200ms" }));
         let upstream = Upstream::start(Mode::Noisy).await;
-        let sidecar = Sidecar::start(&cluster, &upstream, "noisy", "noisy-00002", TEST_CONFIG, &[]);
+        let sidecar = Sidecar::start(
+            &cluster,
+            &upstream,
+            "noisy",
+            "noisy-00002",
+            TEST_CONFIG,
+            &[],
+        );
         sidecar.wait_ready(25.0).await;
         let loads: Vec<BackgroundLoad> = (0..8)
             .map(|_| BackgroundLoad::start(sidecar.url(), Duration::from_millis(5)))

@@ -1,0 +1,202 @@
+//! Kubernetes access: reads of the Service (and owning InferenceService), conditional
+//! merge patches, and Events. Every call has a timeout; errors are classified so the
+//! loop knows whether to re-read (409), retry (5xx, timeouts, resets) or stop (403).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    api::{DynamicObject, Patch, PatchParams},
+    core::{ApiResource, GroupVersionKind},
+    runtime::events::{Event, EventType, Recorder, Reporter},
+    Api, Client,
+};
+use serde_json::Value;
+
+use super::{
+    kserve,
+    view::{Subject, View},
+};
+
+/// Field manager of Guardrail's writes (visible in managedFields and audit logs).
+pub const FIELD_MANAGER: &str = "guardrail";
+
+/// A failed API call, by what the caller should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("forbidden: {0} (grant the RBAC listed in docs/guardrails.md)")]
+    Forbidden(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("rejected with {code}: {message}")]
+    Rejected { code: u16, message: String },
+    #[error("transient failure: {0}")]
+    Transient(String),
+}
+
+impl ApiError {
+    /// The metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Forbidden(_) => "forbidden",
+            Self::Conflict(_) => "conflict",
+            Self::NotFound(_) => "not_found",
+            Self::Rejected { .. } => "rejected",
+            Self::Transient(_) => "transient",
+        }
+    }
+
+    fn from_kube(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => match s.code {
+                403 => Self::Forbidden(s.message),
+                404 => Self::NotFound(s.message),
+                409 => Self::Conflict(s.message),
+                429 | 500..=599 => Self::Transient(format!("{} {}", s.code, s.message)),
+                code => Self::Rejected {
+                    code,
+                    message: s.message,
+                },
+            },
+            // Transport: refused, reset, TLS, timeouts inside the client.
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+/// The Kubernetes API as the guardrails use it, for one namespace.
+#[derive(Clone)]
+pub struct KubeApi {
+    client: Client,
+    namespace: String,
+    timeout: Duration,
+    recorder: Recorder,
+}
+
+fn resource(subject: Subject) -> ApiResource {
+    match subject {
+        Subject::KnativeService => ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("serving.knative.dev", "v1", "Service"),
+            "services",
+        ),
+        Subject::InferenceService => ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(kserve::API_GROUP, "v1beta1", "InferenceService"),
+            "inferenceservices",
+        ),
+    }
+}
+
+impl KubeApi {
+    /// `pod` names the reporting instance of Events.
+    pub fn new(client: Client, namespace: &str, timeout: Duration, pod: &str) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "guardrail-sidecar".into(),
+                instance: (!pod.is_empty()).then(|| pod.to_string()),
+            },
+        );
+        Self {
+            client,
+            namespace: namespace.to_string(),
+            timeout,
+            recorder,
+        }
+    }
+
+    fn api(&self, subject: Subject) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &resource(subject))
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(ApiError::from_kube),
+            Err(_) => Err(ApiError::Transient(format!(
+                "{what} timed out after {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn get(&self, subject: Subject, name: &str) -> Result<Value, ApiError> {
+        let api = self.api(subject);
+        let obj = self.bounded("get", api.get(name)).await?;
+        serde_json::to_value(obj).map_err(|e| ApiError::Transient(e.to_string()))
+    }
+
+    /// Reads the Knative Service `name` and, when KServe owns it, its InferenceService.
+    pub async fn view(&self, service: &str) -> Result<View, ApiError> {
+        let service = self.get(Subject::KnativeService, service).await?;
+        let isvc = match kserve::owner(&service) {
+            Some(owner) => Some(self.get(Subject::InferenceService, &owner).await?),
+            None => None,
+        };
+        Ok(View { service, isvc })
+    }
+
+    /// Sends a merge patch (conditional when it carries `metadata.resourceVersion`);
+    /// returns the object as written.
+    pub async fn patch(
+        &self,
+        subject: Subject,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value, ApiError> {
+        let api = self.api(subject);
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let obj = self
+            .bounded("patch", api.patch(name, &params, &Patch::Merge(patch)))
+            .await?;
+        serde_json::to_value(obj).map_err(|e| ApiError::Transient(e.to_string()))
+    }
+
+    /// Records an Event on `object` (best effort: the caller logs a failure).
+    pub async fn event(
+        &self,
+        subject: Subject,
+        object: &Value,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) -> Result<(), ApiError> {
+        let res = resource(subject);
+        let field = |p: &str| {
+            object
+                .pointer(p)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let reference = ObjectReference {
+            api_version: Some(res.api_version.clone()),
+            kind: Some(res.kind.clone()),
+            name: field("/metadata/name"),
+            namespace: Some(self.namespace.clone()),
+            uid: field("/metadata/uid"),
+            resource_version: field("/metadata/resourceVersion"),
+            field_path: None,
+        };
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            // Events cap notes at 1 kB.
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        self.bounded("event", self.recorder.publish(&event, &reference))
+            .await
+    }
+}

@@ -1,0 +1,276 @@
+//! Guardrail thresholds and the per-service annotations that override them.
+//!
+//! An annotation that does not parse is reported and ignored: the configured threshold
+//! keeps guarding (failing open to "no guardrail" would be the worse surprise).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde::Deserialize;
+
+use crate::error::SidecarError;
+
+/// Annotation prefix of everything Guardrail reads or writes on a Service.
+pub const PREFIX: &str = "guardrail.dev/";
+pub const MAX_ERROR_RATIO: &str = "guardrail.dev/max-error-ratio";
+pub const MAX_P99: &str = "guardrail.dev/max-p99";
+pub const MAX_SANITY_FAILURE_RATIO: &str = "guardrail.dev/max-sanity-failure-ratio";
+pub const MAX_PSI: &str = "guardrail.dev/max-psi";
+pub const MIN_REQUESTS: &str = "guardrail.dev/min-requests";
+pub const CONSECUTIVE_BREACHES: &str = "guardrail.dev/consecutive-breaches";
+
+/// Default largest error ratio (5xx, grpc errors, upstream failures).
+pub const DEFAULT_MAX_ERROR_RATIO: f64 = 0.05;
+/// Default largest ratio of checked outputs failing a sanity check (NaN, rules).
+pub const DEFAULT_MAX_SANITY_FAILURE_RATIO: f64 = 0.05;
+/// Default largest PSI of scores: 0.25 is the usual "significant shift" mark.
+pub const DEFAULT_MAX_PSI: f64 = 0.25;
+
+/// Limits a revision must stay within; `None` disables a guardrail.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Largest error ratio (default 0.05).
+    pub max_error_ratio: Option<f64>,
+    /// Largest p99 latency (default none: latency is model-specific).
+    #[serde(with = "humantime_serde")]
+    pub max_p99: Option<Duration>,
+    /// Largest sanity failure ratio (default 0.05).
+    pub max_sanity_failure_ratio: Option<f64>,
+    /// Largest score drift PSI (default 0.25; needs `sanity.score`).
+    pub max_psi: Option<f64>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            max_error_ratio: Some(DEFAULT_MAX_ERROR_RATIO),
+            max_p99: None,
+            max_sanity_failure_ratio: Some(DEFAULT_MAX_SANITY_FAILURE_RATIO),
+            max_psi: Some(DEFAULT_MAX_PSI),
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn validate(&self) -> Result<(), SidecarError> {
+        for (field, ratio) in [
+            (
+                "guardrails.thresholds.max_error_ratio",
+                self.max_error_ratio,
+            ),
+            (
+                "guardrails.thresholds.max_sanity_failure_ratio",
+                self.max_sanity_failure_ratio,
+            ),
+        ] {
+            if let Some(r) = ratio {
+                check_ratio(r).map_err(|m| SidecarError::invalid(field, m))?;
+            }
+        }
+        if let Some(p) = self.max_psi {
+            check_psi(p).map_err(|m| SidecarError::invalid("guardrails.thresholds.max_psi", m))?;
+        }
+        if self.max_p99.is_some_and(|d| d.is_zero()) {
+            return Err(SidecarError::invalid(
+                "guardrails.thresholds.max_p99",
+                "must be > 0 (omit it to disable the p99 guardrail)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The judgement rules in force for one Service: thresholds plus counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub thresholds: Thresholds,
+    pub min_requests: u64,
+    pub consecutive_breaches: u32,
+}
+
+/// An annotation that could not be used, with what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}={value:?} ignored: {message}")]
+pub struct AnnotationError {
+    pub annotation: &'static str,
+    pub value: String,
+    pub message: String,
+}
+
+impl Rules {
+    /// `base` with the Service's annotation overrides applied; bad annotations are
+    /// returned alongside (and leave the base value in force).
+    pub fn with_overrides(
+        base: &Rules,
+        annotations: &BTreeMap<String, String>,
+    ) -> (Rules, Vec<AnnotationError>) {
+        let mut rules = base.clone();
+        let mut errors = Vec::new();
+        let mut apply = |key: &'static str, f: &mut dyn FnMut(&str) -> Result<(), String>| {
+            if let Some(value) = annotations.get(key) {
+                if let Err(message) = f(value.trim()) {
+                    errors.push(AnnotationError {
+                        annotation: key,
+                        value: value.clone(),
+                        message,
+                    });
+                }
+            }
+        };
+        let t = &mut rules.thresholds;
+        apply(MAX_ERROR_RATIO, &mut |v| {
+            t.max_error_ratio = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            Ok(())
+        });
+        apply(MAX_SANITY_FAILURE_RATIO, &mut |v| {
+            t.max_sanity_failure_ratio = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            Ok(())
+        });
+        apply(MAX_PSI, &mut |v| {
+            t.max_psi = optional(v, |v| parse_f64(v).and_then(check_psi))?;
+            Ok(())
+        });
+        apply(MAX_P99, &mut |v| {
+            t.max_p99 = optional(v, parse_duration)?;
+            Ok(())
+        });
+        let mut min_requests = rules.min_requests;
+        apply(MIN_REQUESTS, &mut |v| {
+            min_requests = v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or("expected an integer >= 1, e.g. \"50\"")?;
+            Ok(())
+        });
+        let mut consecutive = rules.consecutive_breaches;
+        apply(CONSECUTIVE_BREACHES, &mut |v| {
+            consecutive = v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or("expected an integer >= 1, e.g. \"3\"")?;
+            Ok(())
+        });
+        rules.min_requests = min_requests;
+        rules.consecutive_breaches = consecutive;
+        (rules, errors)
+    }
+}
+
+/// `off` disables a guardrail; anything else must parse.
+fn optional<T>(v: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+    if v.eq_ignore_ascii_case("off") {
+        Ok(None)
+    } else {
+        parse(v).map(Some)
+    }
+}
+
+fn parse_f64(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .map_err(|_| "expected a number, e.g. \"0.05\", or \"off\"".to_string())
+}
+
+pub(crate) fn parse_duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "expected a positive duration, e.g. \"500ms\" or \"10m\"".to_string())
+}
+
+fn check_ratio(r: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!("{r} is not a ratio in 0..=1"))
+    }
+}
+
+fn check_psi(p: f64) -> Result<f64, String> {
+    if p.is_finite() && p >= 0.0 {
+        Ok(p)
+    } else {
+        Err(format!("{p} must be a finite number >= 0"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Rules {
+        Rules {
+            thresholds: Thresholds::default(),
+            min_requests: 50,
+            consecutive_breaches: 1,
+        }
+    }
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn annotations_override_and_off_disables() {
+        let (rules, errors) = Rules::with_overrides(
+            &base(),
+            &annotations(&[
+                (MAX_ERROR_RATIO, "0.01"),
+                (MAX_P99, "250ms"),
+                (MAX_PSI, "off"),
+                (MIN_REQUESTS, "20"),
+                (CONSECUTIVE_BREACHES, "3"),
+            ]),
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rules.thresholds.max_error_ratio, Some(0.01));
+        assert_eq!(rules.thresholds.max_p99, Some(Duration::from_millis(250)));
+        assert_eq!(rules.thresholds.max_psi, None);
+        assert_eq!(
+            rules.thresholds.max_sanity_failure_ratio,
+            Some(DEFAULT_MAX_SANITY_FAILURE_RATIO)
+        );
+        assert_eq!((rules.min_requests, rules.consecutive_breaches), (20, 3));
+    }
+
+    #[test]
+    fn bad_annotations_are_reported_and_keep_the_base_value() {
+        let (rules, errors) = Rules::with_overrides(
+            &base(),
+            &annotations(&[
+                (MAX_ERROR_RATIO, "5%"),
+                (MAX_SANITY_FAILURE_RATIO, "1.5"),
+                (MAX_P99, "fast"),
+                (MIN_REQUESTS, "0"),
+            ]),
+        );
+        assert_eq!(rules, base());
+        let names: Vec<_> = errors.iter().map(|e| e.annotation).collect();
+        assert_eq!(
+            names,
+            [
+                MAX_ERROR_RATIO,
+                MAX_SANITY_FAILURE_RATIO,
+                MAX_P99,
+                MIN_REQUESTS
+            ]
+        );
+        assert!(errors[1].to_string().contains("1.5 is not a ratio"));
+    }
+
+    #[test]
+    fn config_thresholds_are_validated_with_field_names() {
+        let t = Thresholds {
+            max_error_ratio: Some(2.0),
+            ..Thresholds::default()
+        };
+        let e = t.validate().expect_err("ratio above 1");
+        assert!(e
+            .to_string()
+            .contains("guardrails.thresholds.max_error_ratio"));
+    }
+}
