@@ -106,7 +106,7 @@ impl Admin {
         Ok(response)
     }
 
-    /// Ready when not draining and the upstream answers: 2xx on `readiness_path`, or
+    /// Ready when not draining and the upstream answers: 2xx on `readinessPath`, or
     /// a TCP connect without one.
     async fn ready(&self) -> Response<Full<Bytes>> {
         let inner = &self.inner;

@@ -82,7 +82,7 @@ impl Sidecar {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, gives in-flight requests
-    /// up to `drain_timeout` to finish, and returns.
+    /// up to `drainTimeout` to finish, and returns.
     pub async fn serve(
         self,
         listener: TcpListener,

@@ -31,7 +31,7 @@ pub const DEFAULT_SUB_WINDOWS: usize = 12;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct Config {
     /// Proxy listen address (default `0.0.0.0:8090`); `--listen` overrides it.
     pub listen: SocketAddr,
@@ -78,10 +78,10 @@ impl Default for Config {
     }
 }
 
-/// Sliding-window shape: `length` split into `sub_windows` rotating parts; figures
+/// Sliding-window shape: `length` split into `subWindows` rotating parts; figures
 /// cover the last `length` to within one sub-window.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct WindowConfig {
     /// Window length (default 60 s).
     #[serde(with = "humantime_serde")]
@@ -133,15 +133,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), SidecarError> {
         self.upstream_authority()?;
         if self.upstream_timeout.is_zero() {
-            return Err(SidecarError::invalid("upstream_timeout", "must be > 0"));
+            return Err(SidecarError::invalid("upstreamTimeout", "must be > 0"));
         }
         if self.connect_timeout.is_zero() {
-            return Err(SidecarError::invalid("connect_timeout", "must be > 0"));
+            return Err(SidecarError::invalid("connectTimeout", "must be > 0"));
         }
         if let Some(p) = &self.readiness_path {
             if !p.starts_with('/') {
                 return Err(SidecarError::invalid(
-                    "readiness_path",
+                    "readinessPath",
                     format!("`{p}` must start with `/`"),
                 ));
             }
@@ -149,14 +149,14 @@ impl Config {
         let w = &self.window;
         if w.sub_windows == 0 || w.sub_windows > 600 {
             return Err(SidecarError::invalid(
-                "window.sub_windows",
+                "window.subWindows",
                 format!("{} is out of range 1..=600", w.sub_windows),
             ));
         }
         if w.length < Duration::from_millis(100) * w.sub_windows as u32 {
             return Err(SidecarError::invalid(
                 "window.length",
-                "must give every sub-window at least 100ms (raise length or lower sub_windows)",
+                "must give every sub-window at least 100ms (raise length or lower subWindows)",
             ));
         }
         self.sanity.validate()?;

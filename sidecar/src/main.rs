@@ -17,7 +17,7 @@ struct Args {
     /// Upstream model server URL [config `upstream`, default http://127.0.0.1:8080].
     #[arg(long)]
     upstream: Option<String>,
-    /// Admin listen address [config `admin_listen`, default 0.0.0.0:9095].
+    /// Admin listen address [config `adminListen`, default 0.0.0.0:9095].
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
     /// YAML config file.

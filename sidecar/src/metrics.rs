@@ -26,7 +26,7 @@ const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 pub enum UpstreamErrorKind {
     /// Could not connect (refused, unreachable, connect timeout): answered 503.
     Connect,
-    /// No response headers within `upstream_timeout`: answered 504.
+    /// No response headers within `upstreamTimeout`: answered 504.
     Timeout,
     /// Connection reset or closed mid-exchange: answered 502 (or body cut short).
     Reset,

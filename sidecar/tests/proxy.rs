@@ -270,7 +270,7 @@ async fn connect_refused_is_503_and_timeout_is_504() {
         }
     })
     .await;
-    let slow = sidecar(up, "upstream_timeout: 200ms").await;
+    let slow = sidecar(up, "upstreamTimeout: 200ms").await;
     let r = reqwest::get(slow.url("/x")).await.expect("response");
     assert_eq!(r.status(), 504);
     hang.notify_waiters();
@@ -352,7 +352,7 @@ async fn sigterm_drains_in_flight_requests() {
         }
     })
     .await;
-    let mut sc = sidecar(up, "drain_timeout: 30s").await;
+    let mut sc = sidecar(up, "drainTimeout: 30s").await;
     let url = sc.url("/slow");
     let in_flight = tokio::spawn(async move { reqwest::get(url).await?.text().await });
     entered.notified().await;

@@ -32,14 +32,14 @@ pub enum Protocol {
 
 /// The `sanity:` section.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct SanityConfig {
     /// Bytes teed per response for checking (default 1 MiB; 0 disables checks).
     pub max_body_bytes: usize,
     /// Protocol whose checks apply (default `auto`, from the path).
     pub protocol: Protocol,
     /// KServe V1: also check every prediction is a probability (or a row of them that
-    /// sums to 1 ± `probability_epsilon`). Default false.
+    /// sums to 1 ± `probabilityEpsilon`). Default false.
     pub probabilities: bool,
     /// Tolerance of the row-sum check (default 1e-3).
     pub probability_epsilon: f64,
@@ -71,7 +71,7 @@ impl Default for SanityConfig {
 /// A custom rule: the value at a JSON Pointer must satisfy a constraint. A missing
 /// value fails the rule. If the pointer ends at an array, every element is checked.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RuleConfig {
     /// Short name; becomes the `check` label `rule:<name>` (keep the set small).
     pub name: String,
@@ -84,7 +84,7 @@ pub struct RuleConfig {
 
 /// A rule's constraint; exactly one per rule.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "camelCase")]
 pub enum RuleConstraint {
     /// Numbers within `[min, max]` (either bound optional).
     Range { min: Option<f64>, max: Option<f64> },
@@ -99,7 +99,7 @@ pub enum RuleConstraint {
 /// Score drift: a histogram of the window's scores is compared with `reference` by
 /// the Population Stability Index.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScoreDriftConfig {
     /// JSON Pointer to the score, or to an array of scores (nested arrays flatten).
     pub pointer: String,
@@ -113,12 +113,12 @@ impl SanityConfig {
     pub(crate) fn validate(&self) -> Result<(), SidecarError> {
         if !(self.probability_epsilon.is_finite() && self.probability_epsilon >= 0.0) {
             return Err(SidecarError::invalid(
-                "sanity.probability_epsilon",
+                "sanity.probabilityEpsilon",
                 "must be a finite number >= 0",
             ));
         }
         if self.max_repeat < 2 {
-            return Err(SidecarError::invalid("sanity.max_repeat", "must be >= 2"));
+            return Err(SidecarError::invalid("sanity.maxRepeat", "must be >= 2"));
         }
         for rule in &self.rules {
             if rule.name.is_empty() || rule.name.len() > 40 {

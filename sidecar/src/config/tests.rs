@@ -14,8 +14,8 @@ fn full_document_parses() {
     let c = Config::from_yaml(
         r#"
 upstream: http://127.0.0.1:9000
-upstream_timeout: 5s
-window: { length: 30s, sub_windows: 6 }
+upstreamTimeout: 5s
+window: { length: 30s, subWindows: 6 }
 sanity:
   protocol: kserve_v1
   probabilities: true
@@ -37,8 +37,8 @@ fn errors_name_the_field() {
     let cases = [
         ("upstream: https://x:1", "upstream"),
         ("upstream: http://x", "upstream"),
-        ("window: { length: 1s, sub_windows: 60 }", "window.length"),
-        ("window: { sub_windows: 0 }", "window.sub_windows"),
+        ("window: { length: 1s, subWindows: 60 }", "window.length"),
+        ("window: { subWindows: 0 }", "window.subWindows"),
         (
             "sanity: { score: { pointer: /s, edges: [1, 0], reference: [1, 1, 1] } }",
             "sanity.score.edges",
@@ -48,14 +48,14 @@ fn errors_name_the_field() {
             "sanity.score.reference",
         ),
         (
-            "sanity: { rules: [ { name: r, pointer: x, non_empty: true } ] }",
+            "sanity: { rules: [ { name: r, pointer: x, nonEmpty: true } ] }",
             "sanity.rules[].pointer",
         ),
         (
             "sanity: { rules: [ { name: r, pointer: /x, regex: '(' } ] }",
             "sanity.rules[].regex",
         ),
-        ("readiness_path: health", "readiness_path"),
+        ("readinessPath: health", "readinessPath"),
     ];
     for (yaml, field) in cases {
         let err = Config::from_yaml(yaml).expect_err(yaml).to_string();
@@ -67,4 +67,29 @@ fn errors_name_the_field() {
 fn unknown_fields_are_rejected() {
     let err = Config::from_yaml("listen_addr: 0.0.0.0:1").expect_err("unknown field");
     assert!(err.to_string().contains("listen_addr"), "{err}");
+}
+
+#[test]
+fn snake_case_field_names_are_rejected() {
+    for yaml in [
+        "admin_listen: 0.0.0.0:1",
+        "window: { sub_windows: 6 }",
+        "sanity: { max_body_bytes: 0 }",
+        "sanity: { rules: [ { name: r, pointer: /a, non_empty: true } ] }",
+        "guardrails: { thresholds: { max_error_ratio: 0.1 } }",
+    ] {
+        let err = Config::from_yaml(yaml).expect_err(yaml).to_string();
+        let key = yaml
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .find(|w| w.contains('_'))
+            .expect("a snake_case key");
+        assert!(err.contains(key), "{yaml}: `{err}` should name {key}");
+    }
+    let c = Config::from_yaml(
+        "adminListen: 0.0.0.0:1
+guardrails: { thresholds: { maxErrorRatio: 0.1 } }",
+    )
+    .expect("camelCase parses");
+    assert_eq!(c.admin_listen.port(), 1);
+    assert_eq!(c.guardrails.thresholds.max_error_ratio, Some(0.1));
 }

@@ -33,7 +33,7 @@ pub const DEFAULT_STEP_DURATION: Duration = Duration::from_secs(600);
 
 /// `guardrails:` config section. Every field has a default, so `{}` is valid.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct GuardrailsConfig {
     /// Judge and act at all (default true). Guardrails also need `K_SERVICE` and a
     /// namespace; without them the sidecar only measures.
@@ -60,7 +60,7 @@ pub struct GuardrailsConfig {
     pub step_duration: Duration,
     /// 409 re-read/recompute rounds before a write is abandoned (default 10).
     pub max_conflicts: u32,
-    /// First retry delay for 5xx/timeouts/resets, doubled up to `backoff_max` (50 ms).
+    /// First retry delay for 5xx/timeouts/resets, doubled up to `backoffMax` (50 ms).
     #[serde(with = "humantime_serde")]
     pub backoff_base: Duration,
     /// Largest retry delay (default 5 s).
@@ -101,27 +101,27 @@ impl GuardrailsConfig {
         self.thresholds.validate()?;
         let invalid = |field, message: &str| Err(SidecarError::invalid(field, message));
         if self.min_requests == 0 {
-            return invalid("guardrails.min_requests", "must be >= 1");
+            return invalid("guardrails.minRequests", "must be >= 1");
         }
         if self.consecutive_breaches == 0 {
-            return invalid("guardrails.consecutive_breaches", "must be >= 1");
+            return invalid("guardrails.consecutiveBreaches", "must be >= 1");
         }
         for (field, value) in [
             ("guardrails.interval", self.interval),
             ("guardrails.refresh", self.refresh),
-            ("guardrails.step_duration", self.step_duration),
-            ("guardrails.backoff_base", self.backoff_base),
-            ("guardrails.api_timeout", self.api_timeout),
+            ("guardrails.stepDuration", self.step_duration),
+            ("guardrails.backoffBase", self.backoff_base),
+            ("guardrails.apiTimeout", self.api_timeout),
         ] {
             if value.is_zero() {
                 return invalid(field, "must be > 0");
             }
         }
         if self.backoff_max < self.backoff_base {
-            return invalid("guardrails.backoff_max", "must be >= backoff_base");
+            return invalid("guardrails.backoffMax", "must be >= backoffBase");
         }
         if self.max_conflicts == 0 {
-            return invalid("guardrails.max_conflicts", "must be >= 1");
+            return invalid("guardrails.maxConflicts", "must be >= 1");
         }
         Ok(())
     }
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn yaml_section_parses_with_defaults_for_the_rest() {
         let c: GuardrailsConfig = serde_saphyr::from_str(
-            "thresholds: { max_p99: 250ms, max_psi: 0.1 }\nmin_requests: 20\nrefresh: 2s\n",
+            "thresholds: { maxP99: 250ms, maxPsi: 0.1 }\nminRequests: 20\nrefresh: 2s\n",
         )
         .expect("valid");
         c.validate().expect("valid values");
@@ -150,20 +150,20 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_values_are_rejected_by_name() {
-        assert!(serde_saphyr::from_str::<GuardrailsConfig>("min_request: 5\n").is_err());
+        assert!(serde_saphyr::from_str::<GuardrailsConfig>("minRequest: 5\n").is_err());
         let c: GuardrailsConfig =
-            serde_saphyr::from_str("consecutive_breaches: 0\n").expect("parses");
+            serde_saphyr::from_str("consecutiveBreaches: 0\n").expect("parses");
         let e = c.validate().expect_err("zero is invalid");
         assert!(
-            e.to_string().contains("guardrails.consecutive_breaches"),
+            e.to_string().contains("guardrails.consecutiveBreaches"),
             "{e}"
         );
         let c: GuardrailsConfig =
-            serde_saphyr::from_str("backoff_base: 2s\nbackoff_max: 1s\n").expect("parses");
+            serde_saphyr::from_str("backoffBase: 2s\nbackoffMax: 1s\n").expect("parses");
         assert!(c
             .validate()
             .expect_err("max below base")
             .to_string()
-            .contains("guardrails.backoff_max"));
+            .contains("guardrails.backoffMax"));
     }
 }

@@ -1,5 +1,5 @@
 //! The guardrail loop beside the data path: evaluate the window on every completed
-//! request (at most every `min_gap`) and every `interval`; on a breach of a canary
+//! request (at most every `minGap`) and every `interval`; on a breach of a canary
 //! roll it back, and walk a healthy canary through its promotion steps.
 //!
 //! It only reads the window (a snapshot copies and releases each slot), so the proxy

@@ -132,7 +132,7 @@ pub struct Evaluator {
 
 impl Evaluator {
     /// `interval` is the least time between two breaching evaluations that count as
-    /// consecutive (so `consecutive_breaches: 3` means "broken for about 2 intervals").
+    /// consecutive (so `consecutiveBreaches: 3` means "broken for about 2 intervals").
     pub fn new(interval: Duration) -> Self {
         Self {
             interval,

@@ -27,7 +27,7 @@ pub const DEFAULT_MAX_PSI: f64 = 0.25;
 
 /// Limits a revision must stay within; `None` disables a guardrail.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct Thresholds {
     /// Largest error ratio (default 0.05).
     pub max_error_ratio: Option<f64>,
@@ -54,12 +54,9 @@ impl Default for Thresholds {
 impl Thresholds {
     pub fn validate(&self) -> Result<(), SidecarError> {
         for (field, ratio) in [
+            ("guardrails.thresholds.maxErrorRatio", self.max_error_ratio),
             (
-                "guardrails.thresholds.max_error_ratio",
-                self.max_error_ratio,
-            ),
-            (
-                "guardrails.thresholds.max_sanity_failure_ratio",
+                "guardrails.thresholds.maxSanityFailureRatio",
                 self.max_sanity_failure_ratio,
             ),
         ] {
@@ -68,11 +65,11 @@ impl Thresholds {
             }
         }
         if let Some(p) = self.max_psi {
-            check_psi(p).map_err(|m| SidecarError::invalid("guardrails.thresholds.max_psi", m))?;
+            check_psi(p).map_err(|m| SidecarError::invalid("guardrails.thresholds.maxPsi", m))?;
         }
         if self.max_p99.is_some_and(|d| d.is_zero()) {
             return Err(SidecarError::invalid(
-                "guardrails.thresholds.max_p99",
+                "guardrails.thresholds.maxP99",
                 "must be > 0 (omit it to disable the p99 guardrail)",
             ));
         }
@@ -271,6 +268,6 @@ mod tests {
         let e = t.validate().expect_err("ratio above 1");
         assert!(e
             .to_string()
-            .contains("guardrails.thresholds.max_error_ratio"));
+            .contains("guardrails.thresholds.maxErrorRatio"));
     }
 }

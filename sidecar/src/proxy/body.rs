@@ -1,5 +1,5 @@
 //! The response side: the body streamed back to the client (teed up to
-//! `sanity.max_body_bytes` for the output checks) and the per-request recorder.
+//! `sanity.maxBodyBytes` for the output checks) and the per-request recorder.
 
 use std::{
     pin::Pin,

@@ -46,7 +46,7 @@ impl CompiledRule {
     }
 
     /// Whether the value at the pointer satisfies the constraint (a missing value does
-    /// not; for an array, every element must, except for `non_empty`).
+    /// not; for an array, every element must, except for `nonEmpty`).
     pub fn holds(&self, doc: &Value) -> bool {
         let Some(v) = doc.pointer(&self.pointer) else {
             return false;

@@ -20,10 +20,10 @@ fn paths_select_the_protocol() {
     assert_eq!(c.detect("/v2/models/iris/infer"), Some(Kind::OipV2));
     assert_eq!(c.detect("/v1/chat/completions"), Some(Kind::OpenAi));
     assert_eq!(c.detect("/v2/health/ready"), None);
-    let rules = checker("sanity: { rules: [ { name: r, pointer: /a, non_empty: true } ] }");
+    let rules = checker("sanity: { rules: [ { name: r, pointer: /a, nonEmpty: true } ] }");
     assert_eq!(rules.detect("/anything"), Some(Kind::Generic));
     assert_eq!(
-        checker("sanity: { max_body_bytes: 0 }").detect("/v2/models/m/infer"),
+        checker("sanity: { maxBodyBytes: 0 }").detect("/v2/models/m/infer"),
         None
     );
 }
@@ -75,7 +75,7 @@ fn kserve_v1_checks() {
 
 #[test]
 fn oip_v2_checks() {
-    let c = checker("sanity: { expected_outputs: [probs] }");
+    let c = checker("sanity: { expectedOutputs: [probs] }");
     let k = Kind::OipV2;
     let ok = r#"{"outputs":[{"name":"probs","shape":[2,2],"datatype":"FP32","data":[0.1,0.9,0.5,0.5]}]}"#;
     assert!(failed(&c, k, None, ok).is_empty());
@@ -98,7 +98,7 @@ fn oip_v2_checks() {
 
 #[test]
 fn openai_checks_plain_and_streamed() {
-    let c = checker("sanity: { max_repeat: 5 }");
+    let c = checker("sanity: { maxRepeat: 5 }");
     let k = Kind::OpenAi;
     let chat = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}]}"#;
     assert!(failed(&c, k, None, chat).is_empty());
@@ -130,7 +130,7 @@ sanity:
     - { name: label, pointer: /label, enum: [cat, dog] }
     - { name: conf, pointer: /scores, range: { min: 0, max: 1 } }
     - { name: id, pointer: /id, regex: "^req-[0-9]+$" }
-    - { name: text, pointer: /text, non_empty: true }
+    - { name: text, pointer: /text, nonEmpty: true }
   score: { pointer: /scores, edges: [0.5], reference: [1, 1] }
 "#,
     );
@@ -194,7 +194,7 @@ fn kserve_v1_streamed_checks_match_the_tree() {
     let configs = [
         checker(""),
         checker("sanity: { probabilities: true }"),
-        checker("sanity: { probabilities: true, probability_epsilon: 1.5 }"),
+        checker("sanity: { probabilities: true, probabilityEpsilon: 1.5 }"),
     ];
     for c in &configs {
         for body in bodies {

@@ -78,7 +78,7 @@ async fn a_canary_breaking_mid_walk_is_rolled_back_and_never_promoted_again() {
         }),
     );
     let upstream = Upstream::start(Mode::Healthy).await;
-    let config = format!("{TEST_CONFIG}window: {{ length: 2s, sub_windows: 4 }}\n");
+    let config = format!("{TEST_CONFIG}window: {{ length: 2s, subWindows: 4 }}\n");
     let canary = Sidecar::start(&cluster, &upstream, "m", "m-00002", &config, &[]);
     canary.wait_ready(5.0).await;
     let _load = BackgroundLoad::start(canary.url(), Duration::from_millis(10));

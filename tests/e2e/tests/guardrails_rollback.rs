@@ -227,9 +227,11 @@ async fn dry_run_logs_instead_of_writing() {
 #[tokio::test]
 async fn a_healthy_but_noisy_canary_is_not_rolled_back() {
     let cluster = Cluster::start().await;
-    // Latencies spread over 10..180 ms and 2% errors, under limits of 250 ms and 5%
-    // (margin for a loaded CI machine; the 10-minute run is the benchmark's).
-    cluster.seed_canary(SVC, 25, json!({ "guardrail.dev/max-p99": "250ms" }));
+    // Latencies spread over 10..180 ms and 2% errors, under limits of 1 s and 5%. The
+    // p99 limit leaves room for scheduling stalls: with 250 ms, parallel tests on a
+    // 2-core machine pushed the p99 of ~60 requests to 253 ms now and then (the tight
+    // latency margin is the 10-minute benchmark's job, not a test's).
+    cluster.seed_canary(SVC, 25, json!({ "guardrail.dev/max-p99": "1s" }));
     let upstream = Upstream::start(Mode::Noisy).await;
     let sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]);
     sidecar.wait_ready(25.0).await;

@@ -11,7 +11,7 @@ use guardrail_e2e::{
 };
 use serde_json::{json, Value};
 
-const CONFIG: &str = "window: { length: 10m, sub_windows: 10 }\nsanity: { probabilities: true, expected_outputs: [probs] }\n";
+const CONFIG: &str = "window: { length: 10m, subWindows: 10 }\nsanity: { probabilities: true, expectedOutputs: [probs] }\n";
 
 struct Client {
     http: reqwest::Client,

@@ -232,7 +232,7 @@ pub struct Sidecar {
 
 /// Guardrails config for tests: re-read the Service often so step changes are seen
 /// quickly; everything else default.
-pub const TEST_CONFIG: &str = "guardrails:\n  refresh: 200ms\n  backoff_max: 500ms\n";
+pub const TEST_CONFIG: &str = "guardrails:\n  refresh: 200ms\n  backoffMax: 500ms\n";
 
 impl Sidecar {
     pub fn start(
