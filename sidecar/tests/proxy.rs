@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use common::{sample, sidecar, upstream, UpBody};
@@ -20,6 +20,40 @@ fn full(status: u16, body: impl Into<Bytes>) -> Response<UpBody> {
     );
     *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
     r
+}
+
+/// An upstream whose body sends `first`, then waits until the returned gate is
+/// notified (the client has seen `first`) and sends `last`: a data frame, or a body
+/// error that resets the stream mid-body.
+async fn gated_stream(
+    first: &'static [u8],
+    last: Result<&'static [u8], &'static str>,
+    content_type: Option<&'static str>,
+) -> (SocketAddr, Arc<Notify>) {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let up = upstream(move |_req| {
+        let gate = gate.clone();
+        async move {
+            let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+            tokio::spawn(async move {
+                let _ = tx.send(Ok(Frame::data(Bytes::from_static(first)))).await;
+                gate.notified().await;
+                let last = last
+                    .map(|data| Frame::data(Bytes::from_static(data)))
+                    .map_err(std::io::Error::other);
+                let _ = tx.send(last).await;
+            });
+            let mut r = Response::new(StreamBody::new(rx).boxed());
+            if let Some(content_type) = content_type {
+                r.headers_mut()
+                    .insert("content-type", content_type.parse().expect("value"));
+            }
+            r
+        }
+    })
+    .await;
+    (up, release)
 }
 
 #[tokio::test]
@@ -150,31 +184,12 @@ async fn headers_hop_by_hop_request_id_and_forwarded() {
 
 #[tokio::test]
 async fn sse_first_event_arrives_before_the_stream_ends() {
-    let release = Arc::new(Notify::new());
-    let gate = release.clone();
-    let up = upstream(move |_req| {
-        let gate = gate.clone();
-        async move {
-            let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
-            tokio::spawn(async move {
-                let _ = tx
-                    .send(Ok(Frame::data(Bytes::from_static(
-                        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
-                    ))))
-                    .await;
-                // The rest only comes once the client has seen the first event: if the
-                // proxy buffered, the test would wait forever (and time out).
-                gate.notified().await;
-                let _ = tx
-                    .send(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n"))))
-                    .await;
-            });
-            let mut r = Response::new(StreamBody::new(rx).boxed());
-            r.headers_mut()
-                .insert("content-type", "text/event-stream".parse().expect("value"));
-            r
-        }
-    })
+    let (up, release) = gated_stream(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        // If the proxy buffered, the test would wait forever (and time out).
+        Ok(b"data: [DONE]\n\n"),
+        Some("text/event-stream"),
+    )
     .await;
     let sc = sidecar(up, "").await;
     let mut r = reqwest::Client::new()
@@ -201,26 +216,8 @@ async fn sse_first_event_arrives_before_the_stream_ends() {
 
 #[tokio::test]
 async fn reset_mid_body_is_an_upstream_error() {
-    let crash = Arc::new(Notify::new());
-    let gate = crash.clone();
-    let up = upstream(move |_req| {
-        let gate = gate.clone();
-        async move {
-            let (mut tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
-            tokio::spawn(async move {
-                let _ = tx
-                    .send(Ok(Frame::data(Bytes::from_static(
-                        b"{\"predictions\": [1,",
-                    ))))
-                    .await;
-                // Crash only once the client has the headers: a true mid-body reset.
-                gate.notified().await;
-                let _ = tx.send(Err(std::io::Error::other("model crashed"))).await;
-            });
-            Response::new(StreamBody::new(rx).boxed())
-        }
-    })
-    .await;
+    // Crash only once the client has the headers: a true mid-body reset.
+    let (up, crash) = gated_stream(b"{\"predictions\": [1,", Err("model crashed"), None).await;
     let sc = sidecar(up, "").await;
     let r = reqwest::Client::new()
         .post(sc.url("/v1/models/m:predict"))

@@ -6,7 +6,7 @@ if ! command -v kubectl >/dev/null 2>&1; then
     apt_need kubectl
   else
     echo "kube-emulator: kubectl is not installed and apt has no 'kubectl' package;" \
-      "install kubectl >= 1.27 (https://dl.k8s.io) or set GUARDRAIL_KUBECTL" >&2
+      "install kubectl >= 1.27 or set GUARDRAIL_KUBECTL" >&2
   fi
 fi
 export GUARDRAIL_KUBECTL="${GUARDRAIL_KUBECTL:-$(command -v kubectl || echo /usr/bin/kubectl)}"

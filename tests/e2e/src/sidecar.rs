@@ -21,6 +21,16 @@ use tokio::net::TcpListener;
 
 use crate::{bins::bin, process::ChildGuard};
 
+/// The `/metrics` text of a sidecar's admin listener at `admin`.
+pub async fn admin_metrics(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// A running sidecar process and the addresses it printed.
 pub struct SidecarProcess {
     pub child: ChildGuard,
@@ -46,9 +56,14 @@ impl SidecarProcess {
         .arg("--config")
         .arg(&config_path)
         .args(["--revision", revision])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped());
-        let mut child = ChildGuard::spawn("guardrail-sidecar", &mut cmd);
+        .env("RUST_LOG", "warn");
+        Self::spawn(&mut cmd)
+    }
+
+    /// Spawns a sidecar `cmd` that listens on ephemeral ports and reads the addresses
+    /// from the first line it prints.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = ChildGuard::spawn("guardrail-sidecar", cmd.stdout(Stdio::piped()));
         let stdout = child.child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -84,12 +99,7 @@ impl SidecarProcess {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.admin))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        admin_metrics(self.admin).await
     }
 
     /// A `/proc/<pid>/status` field in kB (`VmRSS`, `VmHWM`).

@@ -16,8 +16,9 @@ use kube::{
 };
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn healthy_canary_walks_5_25_50_100_and_the_old_revision_stays_tagged_previous() {
+/// A cluster with `m-00002` at the first of the steps 5, 25, 50, 100 (1 s each, at
+/// least 10 requests), and a healthy upstream.
+async fn walking_canary() -> (Cluster, Upstream) {
     let cluster = Cluster::start().await;
     cluster.seed_canary(
         "m",
@@ -28,7 +29,12 @@ async fn healthy_canary_walks_5_25_50_100_and_the_old_revision_stays_tagged_prev
             "guardrail.dev/min-requests": "10",
         }),
     );
-    let upstream = Upstream::start(Mode::Healthy).await;
+    (cluster, Upstream::start(Mode::Healthy).await)
+}
+
+#[tokio::test]
+async fn healthy_canary_walks_5_25_50_100_and_the_old_revision_stays_tagged_previous() {
+    let (cluster, upstream) = walking_canary().await;
     let canary = Sidecar::start(&cluster, &upstream, "m", "m-00002", TEST_CONFIG, &[]);
     canary.wait_ready(5.0).await;
     let _load = BackgroundLoad::start(canary.url(), Duration::from_millis(10));
@@ -67,17 +73,7 @@ async fn healthy_canary_walks_5_25_50_100_and_the_old_revision_stays_tagged_prev
 
 #[tokio::test]
 async fn a_canary_breaking_mid_walk_is_rolled_back_and_never_promoted_again() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(
-        "m",
-        5,
-        json!({
-            "guardrail.dev/steps": "5,25,50,100",
-            "guardrail.dev/step-duration": "1s",
-            "guardrail.dev/min-requests": "10",
-        }),
-    );
-    let upstream = Upstream::start(Mode::Healthy).await;
+    let (cluster, upstream) = walking_canary().await;
     let config = format!("{TEST_CONFIG}window: {{ length: 2s, subWindows: 4 }}\n");
     let canary = Sidecar::start(&cluster, &upstream, "m", "m-00002", &config, &[]);
     canary.wait_ready(5.0).await;
@@ -174,10 +170,11 @@ async fn kserve_canary(cluster: &Cluster, annotations: Value) {
     );
 }
 
-#[tokio::test]
-async fn kserve_canary_is_rolled_back_through_the_inference_service() {
+/// [`kserve_canary`] with `annotations`, a healthy upstream and a ready sidecar of the
+/// canary predictor revision.
+async fn kserve_sidecar(annotations: Value) -> (Cluster, Upstream, Sidecar) {
     let cluster = Cluster::start().await;
-    kserve_canary(&cluster, json!({})).await;
+    kserve_canary(&cluster, annotations).await;
     let upstream = Upstream::start(Mode::Healthy).await;
     let sidecar = Sidecar::start(
         &cluster,
@@ -188,6 +185,12 @@ async fn kserve_canary_is_rolled_back_through_the_inference_service() {
         &[],
     );
     sidecar.wait_ready(10.0).await;
+    (cluster, upstream, sidecar)
+}
+
+#[tokio::test]
+async fn kserve_canary_is_rolled_back_through_the_inference_service() {
+    let (cluster, upstream, sidecar) = kserve_sidecar(json!({})).await;
     upstream.set(Mode::Failing);
     load(&reqwest::Client::new(), &sidecar.url(), 50).await;
     eventually("canaryTrafficPercent is 0", WAIT, || async {
@@ -239,26 +242,12 @@ async fn kserve_canary_is_rolled_back_through_the_inference_service() {
 
 #[tokio::test]
 async fn kserve_canary_is_promoted_through_canary_traffic_percent() {
-    let cluster = Cluster::start().await;
-    kserve_canary(
-        &cluster,
-        json!({
-            "guardrail.dev/steps": "10,50,100",
-            "guardrail.dev/step-duration": "1s",
-            "guardrail.dev/min-requests": "10",
-        }),
-    )
+    let (cluster, _upstream, sidecar) = kserve_sidecar(json!({
+        "guardrail.dev/steps": "10,50,100",
+        "guardrail.dev/step-duration": "1s",
+        "guardrail.dev/min-requests": "10",
+    }))
     .await;
-    let upstream = Upstream::start(Mode::Healthy).await;
-    let sidecar = Sidecar::start(
-        &cluster,
-        &upstream,
-        "my-model-predictor",
-        "my-model-predictor-00002",
-        TEST_CONFIG,
-        &[],
-    );
-    sidecar.wait_ready(10.0).await;
     let _load = BackgroundLoad::start(sidecar.url(), Duration::from_millis(10));
     eventually("the canary is rolled out", WAIT, || async {
         let isvc = cluster.emu.get("isvc", NS, "my-model")?;

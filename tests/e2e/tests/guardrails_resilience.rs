@@ -4,32 +4,15 @@
 mod guardrails_support;
 
 use guardrail_e2e::process::eventually;
-use guardrails_support::{load, Cluster, Mode, Sidecar, Upstream, TEST_CONFIG, WAIT};
+use guardrails_support::{
+    canary_at_25, load, sidecar_at_25, wait_rolled_back, Mode, Sidecar, CANARY, SVC, TEST_CONFIG,
+    WAIT,
+};
 use serde_json::json;
-
-const SVC: &str = "m";
-const CANARY: &str = "m-00002";
-const STABLE: &str = "m-00001";
-
-fn rolled_back() -> Vec<(String, i64, String)> {
-    vec![
-        (STABLE.into(), 100, "previous".into()),
-        (CANARY.into(), 0, "canary".into()),
-    ]
-}
-
-async fn wait_rolled_back(cluster: &Cluster) {
-    eventually("the canary is rolled back", WAIT, || async {
-        (cluster.traffic(SVC) == rolled_back()).then_some(())
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn three_replicas_racing_make_exactly_one_effective_write() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
-    let upstream = Upstream::start(Mode::Healthy).await;
+    let (cluster, upstream) = canary_at_25(json!({}), Mode::Healthy).await;
     let replicas: Vec<Sidecar> = (0..3)
         .map(|_| Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]))
         .collect();
@@ -70,11 +53,7 @@ async fn three_replicas_racing_make_exactly_one_effective_write() {
 
 #[tokio::test]
 async fn api_errors_resets_and_conflicts_during_the_breach_delay_but_do_not_stop_the_rollback() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
-    let upstream = Upstream::start(Mode::Failing).await;
-    let sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]);
-    sidecar.wait_ready(25.0).await;
+    let (cluster, _upstream, sidecar) = sidecar_at_25(Mode::Failing, CANARY, 25.0).await;
     cluster
         .emu
         .faults()
@@ -100,11 +79,7 @@ async fn api_errors_resets_and_conflicts_during_the_breach_delay_but_do_not_stop
 
 #[tokio::test]
 async fn api_server_down_during_the_breach_rolls_back_when_it_returns() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
-    let upstream = Upstream::start(Mode::Failing).await;
-    let sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]);
-    sidecar.wait_ready(25.0).await;
+    let (cluster, _upstream, sidecar) = sidecar_at_25(Mode::Failing, CANARY, 25.0).await;
     cluster.emu.stop().await;
     let client = reqwest::Client::new();
     let codes = load(&client, &sidecar.url(), 50).await;
@@ -127,13 +102,11 @@ async fn api_server_down_during_the_breach_rolls_back_when_it_returns() {
 
 #[tokio::test]
 async fn forbidden_writes_are_reported_and_traffic_keeps_flowing() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
+    let (cluster, upstream) = canary_at_25(json!({}), Mode::Failing).await;
     cluster
         .emu
         .faults()
         .deny("patch", "services.serving.knative.dev");
-    let upstream = Upstream::start(Mode::Failing).await;
     let mut sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]);
     sidecar.wait_ready(25.0).await;
     let client = reqwest::Client::new();

@@ -7,21 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use guardrail_e2e::process::eventually;
 use guardrails_support::{
-    load, load_parallel, metric, BackgroundLoad, Cluster, Mode, Sidecar, Upstream, TEST_CONFIG,
-    WAIT,
+    canary_at_25, load, load_parallel, metric, rolled_back, sidecar_at_25, wait_rolled_back,
+    BackgroundLoad, Mode, Sidecar, CANARY, STABLE, SVC, TEST_CONFIG, WAIT,
 };
 use serde_json::json;
-
-const SVC: &str = "m";
-const CANARY: &str = "m-00002";
-const STABLE: &str = "m-00001";
-
-fn rolled_back() -> Vec<(String, i64, String)> {
-    vec![
-        (STABLE.into(), 100, "previous".into()),
-        (CANARY.into(), 0, "canary".into()),
-    ]
-}
 
 /// Breaks the canary with `mode`, sends exactly the minimum count, and checks the
 /// rollback: traffic, annotations, Event, one write. Returns the time from the
@@ -32,9 +21,7 @@ async fn breaks_and_rolls_back(
     config: &str,
     reason: &str,
 ) -> Duration {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, annotations);
-    let upstream = Upstream::start(Mode::Healthy).await;
+    let (cluster, upstream) = canary_at_25(annotations, Mode::Healthy).await;
     let sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, config, &[]);
     sidecar.wait_ready(25.0).await;
     upstream.set(mode);
@@ -42,10 +29,7 @@ async fn breaks_and_rolls_back(
     load_parallel(&client, &sidecar.url(), 50).await;
     let evaluable = SystemTime::now();
 
-    eventually("the canary is rolled back", WAIT, || async {
-        (cluster.traffic(SVC) == rolled_back()).then_some(())
-    })
-    .await;
+    wait_rolled_back(&cluster).await;
     let writes = cluster.guardrail_writes("/services/m");
     assert_eq!(writes.len(), 1, "exactly one effective write: {writes:?}");
     let svc = cluster.service(SVC);
@@ -126,11 +110,7 @@ async fn canary_score_drift_is_rolled_back() {
 
 #[tokio::test]
 async fn below_the_minimum_count_nothing_happens_and_the_next_request_decides() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
-    let upstream = Upstream::start(Mode::Failing).await;
-    let sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]);
-    sidecar.wait_ready(25.0).await;
+    let (cluster, _upstream, sidecar) = sidecar_at_25(Mode::Failing, CANARY, 25.0).await;
     let client = reqwest::Client::new();
     load(&client, &sidecar.url(), 49).await;
     let before = sidecar
@@ -161,11 +141,7 @@ async fn below_the_minimum_count_nothing_happens_and_the_next_request_decides() 
 
 #[tokio::test]
 async fn the_stable_revision_never_rolls_anything_back() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
-    let upstream = Upstream::start(Mode::Failing).await;
-    let sidecar = Sidecar::start(&cluster, &upstream, SVC, STABLE, TEST_CONFIG, &[]);
-    sidecar.wait_ready(75.0).await;
+    let (cluster, _upstream, sidecar) = sidecar_at_25(Mode::Failing, STABLE, 75.0).await;
     let client = reqwest::Client::new();
     load(&client, &sidecar.url(), 80).await;
     eventually(
@@ -196,9 +172,7 @@ async fn the_stable_revision_never_rolls_anything_back() {
 
 #[tokio::test]
 async fn dry_run_logs_instead_of_writing() {
-    let cluster = Cluster::start().await;
-    cluster.seed_canary(SVC, 25, json!({}));
-    let upstream = Upstream::start(Mode::Failing).await;
+    let (cluster, upstream) = canary_at_25(json!({}), Mode::Failing).await;
     let sidecar = Sidecar::start(
         &cluster,
         &upstream,
@@ -226,13 +200,12 @@ async fn dry_run_logs_instead_of_writing() {
 
 #[tokio::test]
 async fn a_healthy_but_noisy_canary_is_not_rolled_back() {
-    let cluster = Cluster::start().await;
     // Latencies spread over 10..180 ms and 2% errors, under limits of 1 s and 5%. The
     // p99 limit leaves room for scheduling stalls: with 250 ms, parallel tests on a
     // 2-core machine pushed the p99 of ~60 requests to 253 ms now and then (the tight
     // latency margin is the 10-minute benchmark's job, not a test's).
-    cluster.seed_canary(SVC, 25, json!({ "guardrail.dev/max-p99": "1s" }));
-    let upstream = Upstream::start(Mode::Noisy).await;
+    let (cluster, upstream) =
+        canary_at_25(json!({ "guardrail.dev/max-p99": "1s" }), Mode::Noisy).await;
     let sidecar = Sidecar::start(&cluster, &upstream, SVC, CANARY, TEST_CONFIG, &[]);
     sidecar.wait_ready(25.0).await;
     let _load: Vec<BackgroundLoad> = (0..8)

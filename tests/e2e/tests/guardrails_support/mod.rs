@@ -6,10 +6,9 @@
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::Command,
     sync::{
         atomic::{AtomicU8, Ordering},
         Arc,
@@ -21,7 +20,7 @@ use bytes::Bytes;
 use guardrail_e2e::{
     bins::bin,
     process::{eventually, ChildGuard},
-    sidecar::{upstream, UpBody},
+    sidecar::{admin_metrics, upstream, SidecarProcess, UpBody},
 };
 use http_body_util::{BodyExt, Full};
 use hyper::Response;
@@ -31,6 +30,48 @@ use serde_json::{json, Value};
 pub const NS: &str = "default";
 /// Generous bound for "eventually": slow CI machines, never a timing assert.
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The Knative Service most tests judge, its canary and its stable revision.
+pub const SVC: &str = "m";
+pub const CANARY: &str = "m-00002";
+pub const STABLE: &str = "m-00001";
+
+/// `SVC`'s traffic once its canary has been rolled back.
+pub fn rolled_back() -> Vec<(String, i64, String)> {
+    vec![
+        (STABLE.into(), 100, "previous".into()),
+        (CANARY.into(), 0, "canary".into()),
+    ]
+}
+
+/// Waits (polling) until `SVC`'s canary is rolled back.
+pub async fn wait_rolled_back(cluster: &Cluster) {
+    eventually("the canary is rolled back", WAIT, || async {
+        (cluster.traffic(SVC) == rolled_back()).then_some(())
+    })
+    .await;
+}
+
+/// A cluster with `SVC`'s canary at 25% carrying `annotations`, and an upstream in
+/// `mode`.
+pub async fn canary_at_25(annotations: Value, mode: Mode) -> (Cluster, Upstream) {
+    let cluster = Cluster::start().await;
+    cluster.seed_canary(SVC, 25, annotations);
+    (cluster, Upstream::start(mode).await)
+}
+
+/// [`canary_at_25`] without annotations, plus a ready sidecar of `revision` with
+/// [`TEST_CONFIG`] that sees `percent` for its revision.
+pub async fn sidecar_at_25(
+    mode: Mode,
+    revision: &str,
+    percent: f64,
+) -> (Cluster, Upstream, Sidecar) {
+    let (cluster, upstream) = canary_at_25(json!({}), mode).await;
+    let sidecar = Sidecar::start(&cluster, &upstream, SVC, revision, TEST_CONFIG, &[]);
+    sidecar.wait_ready(percent).await;
+    (cluster, upstream, sidecar)
+}
 
 /// The emulator and a kubeconfig file for child processes.
 pub struct Cluster {
@@ -267,24 +308,16 @@ impl Sidecar {
             .env(
                 "RUST_LOG",
                 std::env::var("GUARDRAIL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped());
-        let mut child = ChildGuard::spawn("guardrail-sidecar", &mut cmd);
-        let stdout = child.child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the sidecar's listening line");
-        let addr = |key: &str| -> SocketAddr {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .and_then(|a| a.parse().ok())
-                .unwrap_or_else(|| panic!("no {key} address in sidecar output `{line}`"))
-        };
-        Sidecar {
-            proxy: addr("proxy="),
-            admin: addr("admin="),
+            );
+        let SidecarProcess {
             child,
+            proxy,
+            admin,
+        } = SidecarProcess::spawn(&mut cmd);
+        Sidecar {
+            child,
+            proxy,
+            admin,
         }
     }
 
@@ -293,12 +326,7 @@ impl Sidecar {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.admin))
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        admin_metrics(self.admin).await
     }
 
     /// Sum of the samples of `name` whose labels contain `label` ("" for any).
