@@ -141,7 +141,7 @@ impl Proxy {
         };
         let client = if h2 { &shared.h2 } else { &shared.h1 };
         // Only empty or small, copied requests can be replayed: keep their head for that.
-        let retry_head = (empty || copy.is_some()).then(|| {
+        let mut retry_head = (empty || copy.is_some()).then(|| {
             let mut head = Request::new(());
             *head.method_mut() = parts.method.clone();
             *head.uri_mut() = parts.uri.clone();
@@ -154,7 +154,6 @@ impl Proxy {
             parts,
             RequestBody::new(body, shared.clone(), copy.clone()),
         ));
-        let mut retried = false;
         let response = loop {
             let error = match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(Ok(response)) => break response,
@@ -169,26 +168,26 @@ impl Proxy {
                     ));
                 }
             };
-            let replay = match &retry_head {
-                Some(head) if !retried && respond::closed_before_response(&error) => {
+            // Taking the head allows one replay at most.
+            let replay = if respond::closed_before_response(&error) {
+                retry_head.take().and_then(|head| {
                     let bytes = if empty {
                         Some(bytes::Bytes::new())
                     } else {
                         copy.as_ref().and_then(request_body::copied_body)
                     };
                     bytes.map(|bytes| (head, bytes))
-                }
-                _ => None,
+                })
+            } else {
+                None
             };
             if let Some((head, bytes)) = replay {
                 tracing::debug!(request_id = ?request_id, error = %error, "upstream closed a kept-alive connection: sending again");
-                retried = true;
-                let mut req = Request::new(RequestBody::replay(bytes, shared.clone()));
-                *req.method_mut() = head.method().clone();
-                *req.uri_mut() = head.uri().clone();
-                *req.version_mut() = head.version();
-                *req.headers_mut() = head.headers().clone();
-                attempt = client.request(req);
+                let (head, ()) = head.into_parts();
+                attempt = client.request(Request::from_parts(
+                    head,
+                    RequestBody::replay(bytes, shared.clone()),
+                ));
                 continue;
             }
             let kind = respond::classify(&error);

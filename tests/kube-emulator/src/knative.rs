@@ -35,6 +35,17 @@ pub fn reconcile(state: &mut State, ns: &str) {
     }
 }
 
+/// Writes a Knative object as the emulated Knative controller.
+fn upsert_knative(
+    state: &mut State,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    mutate: impl FnOnce(&mut Value),
+) {
+    upsert(state, MANAGER, API_VERSION, kind, ns, name, mutate);
+}
+
 fn reconcile_service(state: &mut State, ns: &str, svc: &Value) {
     let name = meta_str(svc, "name").to_string();
     let owner = owner_ref(svc);
@@ -43,19 +54,11 @@ fn reconcile_service(state: &mut State, ns: &str, svc: &Value) {
         .pointer("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    upsert(
-        state,
-        MANAGER,
-        API_VERSION,
-        "Configuration",
-        ns,
-        &name,
-        |c| {
-            c["metadata"]["labels"] = labels.clone();
-            c["metadata"]["ownerReferences"] = json!([owner.clone()]);
-            c["spec"] = json!({ "template": template });
-        },
-    );
+    upsert_knative(state, "Configuration", ns, &name, |c| {
+        c["metadata"]["labels"] = labels.clone();
+        c["metadata"]["ownerReferences"] = json!([owner.clone()]);
+        c["spec"] = json!({ "template": template });
+    });
     let mut traffic = svc
         .pointer("/spec/traffic")
         .cloned()
@@ -65,7 +68,7 @@ fn reconcile_service(state: &mut State, ns: &str, svc: &Value) {
             t["configurationName"] = json!(name);
         }
     }
-    upsert(state, MANAGER, API_VERSION, "Route", ns, &name, |r| {
+    upsert_knative(state, "Route", ns, &name, |r| {
         r["metadata"]["labels"] = labels;
         r["metadata"]["ownerReferences"] = json!([owner]);
         r["spec"] = json!({ "traffic": traffic });
@@ -106,46 +109,30 @@ fn reconcile_configuration(state: &mut State, ns: &str, config: &Value) {
     let annotations = template.pointer("/metadata/annotations").cloned();
     let owner = owner_ref(config);
     let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-    upsert(
-        state,
-        MANAGER,
-        API_VERSION,
-        "Revision",
-        ns,
-        &revision,
-        |r| {
-            if r.get("spec").is_none() {
-                r["metadata"]["labels"] = labels;
-                if let Some(a) = annotations {
-                    r["metadata"]["annotations"] = a;
-                }
-                r["metadata"]["ownerReferences"] = json!([owner]);
-                r["spec"] = spec;
+    upsert_knative(state, "Revision", ns, &revision, |r| {
+        if r.get("spec").is_none() {
+            r["metadata"]["labels"] = labels;
+            if let Some(a) = annotations {
+                r["metadata"]["annotations"] = a;
             }
-            let previous = r.get("status").cloned();
-            r["status"] = json!({
-                "observedGeneration": 1,
-                "conditions": conditions(previous.as_ref(), &[("Active", true, "", ""), ("ContainerHealthy", true, "", ""), ("Ready", true, "", ""), ("ResourcesAvailable", true, "", "")]),
-            });
-        },
-    );
-    upsert(
-        state,
-        MANAGER,
-        API_VERSION,
-        "Configuration",
-        ns,
-        &name,
-        |c| {
-            let previous = c.get("status").cloned();
-            c["status"] = json!({
-                "observedGeneration": generation,
-                "latestCreatedRevisionName": revision,
-                "latestReadyRevisionName": revision,
-                "conditions": conditions(previous.as_ref(), &[("Ready", true, "", "")]),
-            });
-        },
-    );
+            r["metadata"]["ownerReferences"] = json!([owner]);
+            r["spec"] = spec;
+        }
+        let previous = r.get("status").cloned();
+        r["status"] = json!({
+            "observedGeneration": 1,
+            "conditions": conditions(previous.as_ref(), &[("Active", true, "", ""), ("ContainerHealthy", true, "", ""), ("Ready", true, "", ""), ("ResourcesAvailable", true, "", "")]),
+        });
+    });
+    upsert_knative(state, "Configuration", ns, &name, |c| {
+        let previous = c.get("status").cloned();
+        c["status"] = json!({
+            "observedGeneration": generation,
+            "latestCreatedRevisionName": revision,
+            "latestReadyRevisionName": revision,
+            "conditions": conditions(previous.as_ref(), &[("Ready", true, "", "")]),
+        });
+    });
 }
 
 fn reconcile_route(state: &mut State, ns: &str, route: &Value) {
@@ -205,7 +192,7 @@ fn reconcile_route(state: &mut State, ns: &str, route: &Value) {
     }
     let ready = missing.is_empty();
     let reason = if ready { "" } else { "RevisionMissing" };
-    upsert(state, MANAGER, API_VERSION, "Route", ns, &name, |r| {
+    upsert_knative(state, "Route", ns, &name, |r| {
         let previous = r.get("status").cloned();
         let mut status = json!({
             "observedGeneration": generation,
@@ -249,7 +236,7 @@ fn service_status(state: &mut State, ns: &str, svc: &Value) {
         .and_then(|c| c.get("message").and_then(Value::as_str))
         .unwrap_or("")
         .to_string();
-    upsert(state, MANAGER, API_VERSION, "Service", ns, &name, |s| {
+    upsert_knative(state, "Service", ns, &name, |s| {
         let previous = s.get("status").cloned();
         let status_of = |o: &Value, f: &str| {
             o.pointer(&format!("/status/{f}"))

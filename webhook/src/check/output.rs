@@ -4,6 +4,13 @@ use std::io::Write;
 
 use super::Report;
 
+/// ` container "name"` when a finding is about one container, else nothing.
+fn container_suffix(container: Option<&str>) -> String {
+    container
+        .map(|c| format!(" container {c:?}"))
+        .unwrap_or_default()
+}
+
 pub fn text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     for o in &report.objects {
         let ns = o
@@ -32,11 +39,7 @@ pub fn text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             } else {
                 "warning"
             };
-            let container = v
-                .container
-                .as_deref()
-                .map(|c| format!(" container {c:?}"))
-                .unwrap_or_default();
+            let container = container_suffix(v.container.as_deref());
             writeln!(
                 out,
                 "  {marker} [{}]{container} ({}): {}",
@@ -47,11 +50,7 @@ pub fn text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
             }
         }
         for w in &o.warnings {
-            let container = w
-                .container
-                .as_deref()
-                .map(|c| format!(" container {c:?}"))
-                .unwrap_or_default();
+            let container = container_suffix(w.container.as_deref());
             writeln!(
                 out,
                 "  warning [{}]{container} ({}): {}",

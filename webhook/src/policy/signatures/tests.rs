@@ -65,6 +65,16 @@ fn read(value: &Value) -> Workload {
     Workload::read(kind, value).expect("readable workload")
 }
 
+/// The Pod Knative builds for a revision: user-container plus its queue-proxy.
+fn knative_pod() -> Value {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/knative-revision-pod.yaml");
+    let text = std::fs::read_to_string(&path).expect("knative pod fixture");
+    crate::check::parse_documents("pod", &text).expect("fixture parses")[0]
+        .value
+        .clone()
+}
+
 fn signature_findings(verdict: &Verdict) -> Vec<(String, bool)> {
     verdict
         .findings
@@ -197,12 +207,7 @@ async fn modes_and_exempt_images_apply_to_signatures() {
 
 #[tokio::test]
 async fn knative_queue_proxy_is_not_asked_for_a_signature_in_pods_knative_built() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/knative-revision-pod.yaml");
-    let text = std::fs::read_to_string(&path).expect("knative pod fixture");
-    let mut pod = crate::check::parse_documents("pod", &text).expect("fixture parses")[0]
-        .value
-        .clone();
+    let mut pod = knative_pod();
     // The model image moves to a registry that refuses connections, so the verdict is
     // known without network access; a rule covers the model only, noMatch is deny.
     let containers = pod["spec"]["containers"]
@@ -230,12 +235,7 @@ async fn knative_queue_proxy_is_not_asked_for_a_signature_in_pods_knative_built(
 
 #[tokio::test]
 async fn a_queue_proxy_from_elsewhere_is_asked_for_a_signature() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/knative-revision-pod.yaml");
-    let text = std::fs::read_to_string(&path).expect("knative pod fixture");
-    let mut pod = crate::check::parse_documents("pod", &text).expect("fixture parses")[0]
-        .value
-        .clone();
+    let mut pod = knative_pod();
     // A bare Pod labelled as Knative's, with a "queue-proxy" that is not Knative's image.
     pod["spec"]["containers"][1]["image"] = json!(format!("docker.io/attacker/miner@{}", digest()));
     let verdict = engine(config(&format!("{DOWN}/acme/**"), "", ""))
@@ -250,9 +250,7 @@ async fn a_queue_proxy_from_elsewhere_is_asked_for_a_signature() {
 
     // Next to the cluster's queue-proxy, a debug container of the same name is the
     // author's (only an unvalidated file can hold both, but `check` reads those).
-    let mut pod = crate::check::parse_documents("pod", &text).expect("fixture parses")[0]
-        .value
-        .clone();
+    let mut pod = knative_pod();
     pod["spec"]["ephemeralContainers"] = json!([{"name": "queue-proxy",
         "image": format!("docker.io/attacker/miner@{}", digest())}]);
     let verdict = engine(config(&format!("{DOWN}/acme/**"), "", ""))
