@@ -18,7 +18,9 @@ use hyper_util::{
 };
 use serde::Serialize;
 
-use crate::{identity::Identity, metrics::Metrics, window::Snapshot, window::Window};
+use crate::{
+    guardrails::Local, identity::Identity, metrics::Metrics, window::Snapshot, window::Window,
+};
 
 /// How long `/readyz` waits for the upstream.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -38,34 +40,37 @@ struct Inner {
     readiness_path: Option<String>,
     client: Client<HttpConnector, Empty<Bytes>>,
     draining: Arc<AtomicBool>,
+    local: Arc<Local>,
 }
 
 #[derive(Serialize)]
 struct GuardrailsBody<'a> {
     identity: &'a Identity,
     window: Snapshot,
+    /// The latest verdict of the revision (when this pod judges) or why not.
+    verdict: serde_json::Value,
 }
 
 impl Admin {
     pub fn new(
-        identity: Identity,
         metrics: Arc<Metrics>,
-        window: Arc<Window>,
         upstream: &str,
         upstream_host: String,
         readiness_path: Option<String>,
         draining: Arc<AtomicBool>,
+        local: Arc<Local>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                identity,
+                identity: local.identity.clone(),
                 metrics,
-                window,
+                window: local.window().clone(),
                 upstream: upstream.trim_end_matches('/').to_string(),
                 upstream_host,
                 readiness_path,
                 client: Client::builder(TokioExecutor::new()).build_http(),
                 draining,
+                local,
             }),
         }
     }
@@ -89,6 +94,7 @@ impl Admin {
                 let body = GuardrailsBody {
                     identity: &inner.identity,
                     window: inner.window.snapshot(),
+                    verdict: inner.local.verdict(),
                 };
                 match serde_json::to_vec(&body) {
                     Ok(json) => with_type(json.into(), "application/json"),
@@ -98,9 +104,18 @@ impl Admin {
                     ),
                 }
             }
+            // What the revision's judge reads from every pod.
+            "/guardrails/summary" => match serde_json::to_vec(&inner.local.report().to_wire()) {
+                Ok(json) => with_type(json.into(), "application/json"),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot encode: {e}\n"),
+                ),
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /metrics, /healthz, /readyz or /guardrails\n".into(),
+                "not found: try /metrics, /healthz, /readyz, /guardrails or /guardrails/summary\n"
+                    .into(),
             ),
         };
         Ok(response)

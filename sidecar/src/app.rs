@@ -28,6 +28,7 @@ pub struct Sidecar {
     window: Arc<Window>,
     proxy: Proxy,
     guardrail_metrics: GuardrailMetrics,
+    local: Arc<guardrails::Local>,
 }
 
 impl Sidecar {
@@ -41,11 +42,11 @@ impl Sidecar {
             .score
             .as_ref()
             .map(|s| (s.edges.as_slice(), s.reference.as_slice()));
-        let window = Arc::new(Window::new(
-            config.window.length,
-            config.window.sub_windows,
-            reference,
-        ));
+        let window = Arc::new(
+            Window::new(config.window.length, config.window.sub_windows, reference)
+                .with_warmup(config.guardrails.warmup),
+        );
+        let local = Arc::new(guardrails::Local::new(identity.clone(), window.clone()));
         let checker = Arc::new(Checker::new(&config.sanity)?);
         let proxy = Proxy::new(&config, metrics.clone(), window.clone(), checker)?;
         Ok(Self {
@@ -55,6 +56,7 @@ impl Sidecar {
             window,
             proxy,
             guardrail_metrics,
+            local,
         })
     }
 
@@ -92,13 +94,12 @@ impl Sidecar {
         let draining = Arc::new(AtomicBool::new(false));
         let upstream_host = self.config.upstream_authority()?.as_str().to_string();
         let admin = Admin::new(
-            self.identity.clone(),
             self.metrics.clone(),
-            self.window.clone(),
             &self.config.upstream,
             upstream_host,
             self.config.readiness_path.clone(),
             draining.clone(),
+            self.local.clone(),
         );
         let proxy_conns = GracefulShutdown::new();
         let admin_conns = GracefulShutdown::new();
@@ -110,10 +111,15 @@ impl Sidecar {
         );
         // The guardrail loop runs beside the data path and stops with it.
         let stop_guardrails = CancellationToken::new();
+        let psi_reference = self.config.sanity.score.as_ref().map(|s| {
+            let total: f64 = s.reference.iter().sum();
+            s.reference.iter().map(|v| v / total).collect()
+        });
         let guardrails = guardrails::start(
             &self.config.guardrails,
-            &self.identity,
+            self.local.clone(),
             self.window.clone(),
+            psi_reference,
             self.guardrail_metrics.clone(),
             stop_guardrails.clone(),
         )

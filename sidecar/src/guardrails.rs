@@ -1,17 +1,21 @@
-//! Guardrails: judge this revision continuously from the window and, when it is a
-//! canary, roll it back on a breach or walk it through staged promotion.
+//! Guardrails: judge a canary revision continuously (one judge per revision, over
+//! every pod's evidence: `crate::judgement`) and roll it back on a breach or walk it
+//! through staged promotion.
 //!
-//! Pure parts (`thresholds`, `evaluate`, `knative`, `kserve`, `records`, `rollback`,
-//! `promotion`) are separate from the Kubernetes access (`api`) and the loop that ties
-//! them together (`controller`), which runs beside the data path and never blocks it.
+//! Pure parts (`thresholds`, `knative`, `kserve`, `records`, `rollback`, `promotion`)
+//! are separate from the Kubernetes access (`api`, behind the `Cluster` trait), the
+//! peers' summaries (`peers`), the judge election (`lease`) and the loop that ties them
+//! together (`controller`), which runs beside the data path and never blocks it.
 
 pub mod api;
 pub mod config;
 pub mod controller;
-pub mod evaluate;
 pub mod knative;
 pub mod kserve;
+pub mod lease;
+pub mod local;
 pub mod metrics;
+pub mod peers;
 pub mod promotion;
 pub mod records;
 pub mod rollback;
@@ -24,11 +28,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::GuardrailsConfig;
-pub use evaluate::{Evaluator, Verdict};
+pub use local::Local;
 pub use metrics::GuardrailMetrics;
 pub use thresholds::{Rules, Thresholds};
 
-use crate::{identity::Identity, window::Window};
+use crate::window::Window;
 
 /// Starts the guardrail loop when it can run: enabled, and the revision and its
 /// Knative Service known. Kubernetes access comes from `KUBECONFIG`/`~/.kube/config`
@@ -37,11 +41,13 @@ use crate::{identity::Identity, window::Window};
 /// as an error and counted in `guardrail_kube_api_errors_total{reason="config"}`.
 pub async fn start(
     config: &GuardrailsConfig,
-    identity: &Identity,
+    local: Arc<Local>,
     window: Arc<Window>,
+    psi_reference: Option<Vec<f64>>,
     metrics: GuardrailMetrics,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
+    let identity = &local.identity;
     if !config.enabled {
         tracing::info!("guardrails disabled by config (guardrails.enabled: false)");
         return None;
@@ -66,6 +72,14 @@ pub async fn start(
     let mut identity = identity.clone();
     identity.namespace = namespace.clone();
     let api = api::KubeApi::new(client, &namespace, config.api_timeout, &identity.pod);
-    let controller = controller::Controller::new(config.clone(), identity, window, metrics, api);
+    let controller = controller::Controller::new(
+        config.clone(),
+        identity,
+        local,
+        window,
+        psi_reference,
+        metrics,
+        api,
+    );
     Some(tokio::spawn(controller.run(shutdown)))
 }

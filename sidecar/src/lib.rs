@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod guardrails;
 pub mod identity;
+pub mod judgement;
 pub mod metrics;
 pub mod proxy;
 pub mod sanity;

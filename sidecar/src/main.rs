@@ -38,6 +38,11 @@ struct Args {
     /// Pod name (downward API).
     #[arg(long, env = "POD_NAME", default_value = "")]
     pod: String,
+    /// Seconds after start whose request latencies the latency guardrails ignore (a cold
+    /// start is not a regression); the injector sets it from the pod annotation
+    /// `guardrail.dev/warmup-seconds` [config `guardrails.warmup`, default 0].
+    #[arg(long, env = "GUARDRAIL_WARMUP_SECONDS")]
+    warmup_seconds: Option<u64>,
     /// Log the guardrails' Kubernetes patches instead of sending them.
     #[arg(long)]
     dry_run: bool,
@@ -74,6 +79,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen.unwrap_or(config.listen);
     config.admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
     config.guardrails.dry_run |= args.dry_run;
+    if let Some(s) = args.warmup_seconds {
+        config.guardrails.warmup = std::time::Duration::from_secs(s);
+    }
     if let Some(upstream) = args.upstream {
         config.upstream = upstream;
     }

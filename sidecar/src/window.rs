@@ -17,12 +17,13 @@ use std::{
     time::Duration,
 };
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::{sync::Notify, time::Instant};
 
 pub use psi::population_stability_index;
 use slot::SlotData;
+
+use crate::judgement::summary::{new_histogram, Summary};
 
 /// How a request's output sanity ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +78,6 @@ pub struct Snapshot {
     pub psi: Option<f64>,
 }
 
-/// Lowest and highest latency tracked (1 µs .. 1 h); larger values saturate.
-const HIST_LOW_US: u64 = 1;
-const HIST_HIGH_US: u64 = 3_600_000_000;
-/// Two significant digits: ≤1% relative error on percentiles.
-const HIST_SIGFIG: u8 = 2;
-
 /// The sliding window. Shared as `Arc<Window>` between the data path and evaluators.
 pub struct Window {
     origin: Instant,
@@ -92,6 +87,11 @@ pub struct Window {
     reference: Option<(Vec<f64>, Vec<f64>)>,
     completions: AtomicU64,
     completed: Notify,
+    /// Everything since start, for the step's evidence (`judgement`).
+    ledger: Mutex<Summary>,
+    /// Latencies of requests completing before this are left out of the ledger's
+    /// histogram: a cold start is not a regression.
+    warm_from: Instant,
 }
 
 impl Window {
@@ -115,14 +115,32 @@ impl Window {
                 reference.iter().map(|v| v / total).collect(),
             )
         });
+        let origin = Instant::now();
         Self {
-            origin: Instant::now(),
+            origin,
             sub_nanos,
             slots,
             reference,
             completions: AtomicU64::new(0),
             completed: Notify::new(),
+            ledger: Mutex::new(Summary::new(bins)),
+            warm_from: origin,
         }
+    }
+
+    /// Leaves the latencies of the first `warmup` out of the ledger (the window, which
+    /// is for display, keeps them).
+    pub fn with_warmup(mut self, warmup: Duration) -> Self {
+        self.warm_from = self.origin + warmup;
+        self
+    }
+
+    /// Everything recorded since start: this pod's evidence.
+    pub fn ledger(&self) -> Summary {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The configured window length.
@@ -144,7 +162,8 @@ impl Window {
 
     /// Records one completed request and wakes the evaluator.
     pub fn record(&self, outcome: &Outcome<'_>) {
-        let epoch = self.epoch(Instant::now());
+        let now = Instant::now();
+        let epoch = self.epoch(now);
         let bin_of = |score: f64| {
             self.reference
                 .as_ref()
@@ -154,6 +173,33 @@ impl Window {
             let mut slot = self.lock((epoch % self.slots.len() as u64) as usize);
             slot.rotate_to(epoch);
             slot.record(outcome, bin_of);
+        }
+        {
+            let mut ledger = self
+                .ledger
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            ledger.requests += 1;
+            ledger.errors += u64::from(outcome.error);
+            match outcome.sanity {
+                SanityOutcome::Passed => ledger.sanity_checked += 1,
+                SanityOutcome::Failed => {
+                    ledger.sanity_checked += 1;
+                    ledger.sanity_failures += 1;
+                }
+                SanityOutcome::NotApplicable | SanityOutcome::Unchecked => {}
+            }
+            if now >= self.warm_from {
+                let micros = u64::try_from(outcome.latency.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                ledger.latency.saturating_record(micros);
+            }
+            for score in outcome.scores {
+                if let Some(bin) = bin_of(*score) {
+                    ledger.score_bins[bin] += 1;
+                }
+            }
         }
         self.completions.fetch_add(1, Ordering::Release);
         self.completed.notify_one();
@@ -221,11 +267,6 @@ impl Window {
             psi,
         }
     }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(HIST_LOW_US, HIST_HIGH_US, HIST_SIGFIG)
-        .expect("constant histogram bounds are valid")
 }
 
 #[cfg(test)]

@@ -4,9 +4,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{ObjectReference, Pod},
+};
 use kube::{
-    api::{DynamicObject, Patch, PatchParams},
+    api::{DynamicObject, ListParams, Patch, PatchParams, PostParams},
     core::{ApiResource, GroupVersionKind},
     runtime::events::{Event, EventType, Recorder, Reporter},
     Api, Client,
@@ -64,6 +67,102 @@ impl ApiError {
             other => Self::Transient(other.to_string()),
         }
     }
+}
+
+/// A pod of a revision, as the judge needs it: where its sidecar's admin port is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPod {
+    pub name: String,
+    pub ip: String,
+    pub admin_port: u16,
+}
+
+/// Name of the container port that marks a sidecar's admin listener on a pod.
+pub const ADMIN_PORT_NAME: &str = "guardrail-admin";
+
+/// The pods of `revision` among `pods` that can be peers: Knative's revision label,
+/// created by the revision's ReplicaSet (`<revision>-deployment-…`, as controller),
+/// an IP, and not finished. Labels and owner references can be written by anyone who
+/// may create pods in the namespace: see docs/guardrails.md for what a forged peer can
+/// do. The admin port is the container port named `guardrail-admin`, else `default_port`.
+pub fn peer_pods(pods: &[Pod], revision: &str, default_port: u16) -> Vec<PeerPod> {
+    let prefix = format!("{revision}-deployment-");
+    pods.iter()
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("serving.knative.dev/revision"))
+                .is_some_and(|r| r == revision)
+        })
+        .filter(|p| {
+            p.metadata.owner_references.iter().flatten().any(|o| {
+                o.kind == "ReplicaSet" && o.controller == Some(true) && o.name.starts_with(&prefix)
+            })
+        })
+        .filter_map(|p| {
+            let status = p.status.as_ref()?;
+            if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+                return None;
+            }
+            let ip = status.pod_ip.clone().filter(|ip| !ip.is_empty())?;
+            let admin_port = p
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .flat_map(|c| c.ports.iter().flatten())
+                .find(|port| port.name.as_deref() == Some(ADMIN_PORT_NAME))
+                .and_then(|port| u16::try_from(port.container_port).ok())
+                .unwrap_or(default_port);
+            Some(PeerPod {
+                name: p.metadata.name.clone()?,
+                ip,
+                admin_port,
+            })
+        })
+        .collect()
+}
+
+/// The Kubernetes API as the guardrail loop uses it: behind a trait so the loop runs
+/// against a fake on paused time in unit tests, and against [`KubeApi`] for real.
+pub trait Cluster: Send + Sync + 'static {
+    fn view(
+        &self,
+        service: &str,
+    ) -> impl std::future::Future<Output = Result<View, ApiError>> + Send;
+    fn patch(
+        &self,
+        subject: Subject,
+        name: &str,
+        patch: &Value,
+    ) -> impl std::future::Future<Output = Result<Value, ApiError>> + Send;
+    fn event(
+        &self,
+        subject: Subject,
+        object: &Value,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send;
+    /// `None` when the Lease does not exist.
+    fn lease(
+        &self,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Lease>, ApiError>> + Send;
+    fn create_lease(
+        &self,
+        lease: &Lease,
+    ) -> impl std::future::Future<Output = Result<Lease, ApiError>> + Send;
+    /// A conditional replace (the Lease carries the resourceVersion it was read at).
+    fn replace_lease(
+        &self,
+        lease: &Lease,
+    ) -> impl std::future::Future<Output = Result<Lease, ApiError>> + Send;
+    /// Pods labelled as `revision`'s.
+    fn pods(
+        &self,
+        revision: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<Pod>, ApiError>> + Send;
 }
 
 /// The Kubernetes API as the guardrails use it, for one namespace.
@@ -129,9 +228,11 @@ impl KubeApi {
         let obj = self.bounded("get", api.get(name)).await?;
         serde_json::to_value(obj).map_err(|e| ApiError::Transient(e.to_string()))
     }
+}
 
+impl Cluster for KubeApi {
     /// Reads the Knative Service `name` and, when KServe owns it, its InferenceService.
-    pub async fn view(&self, service: &str) -> Result<View, ApiError> {
+    async fn view(&self, service: &str) -> Result<View, ApiError> {
         let service = self.get(Subject::KnativeService, service).await?;
         let isvc = match kserve::owner(&service) {
             Some(owner) => Some(self.get(Subject::InferenceService, &owner).await?),
@@ -142,12 +243,7 @@ impl KubeApi {
 
     /// Sends a merge patch (conditional when it carries `metadata.resourceVersion`);
     /// returns the object as written.
-    pub async fn patch(
-        &self,
-        subject: Subject,
-        name: &str,
-        patch: &Value,
-    ) -> Result<Value, ApiError> {
+    async fn patch(&self, subject: Subject, name: &str, patch: &Value) -> Result<Value, ApiError> {
         let api = self.api(subject);
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -160,7 +256,7 @@ impl KubeApi {
     }
 
     /// Records an Event on `object` (best effort: the caller logs a failure).
-    pub async fn event(
+    async fn event(
         &self,
         subject: Subject,
         object: &Value,
@@ -198,5 +294,39 @@ impl KubeApi {
         };
         self.bounded("event", self.recorder.publish(&event, &reference))
             .await
+    }
+
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, ApiError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        self.bounded("get lease", api.get_opt(name)).await
+    }
+
+    async fn create_lease(&self, lease: &Lease) -> Result<Lease, ApiError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        self.bounded("create lease", api.create(&params, lease))
+            .await
+    }
+
+    async fn replace_lease(&self, lease: &Lease) -> Result<Lease, ApiError> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let name = lease.metadata.name.clone().unwrap_or_default();
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        self.bounded("replace lease", api.replace(&name, &params, lease))
+            .await
+    }
+
+    async fn pods(&self, revision: &str) -> Result<Vec<Pod>, ApiError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params =
+            ListParams::default().labels(&format!("serving.knative.dev/revision={revision}"));
+        let list = self.bounded("list pods", api.list(&params)).await?;
+        Ok(list.items)
     }
 }

@@ -8,10 +8,30 @@ use serde::Deserialize;
 use super::thresholds::Thresholds;
 use crate::error::SidecarError;
 
-/// Default minimum requests in the window before anything is decided.
-pub const DEFAULT_MIN_REQUESTS: u64 = 50;
-/// Default consecutive breaching evaluations (at least `interval` apart) before acting.
-pub const DEFAULT_CONSECUTIVE_BREACHES: u32 = 1;
+/// Default floor of requests before any verdict: small, since the sequential tests are
+/// what make a verdict safe (a total failure breaches after about 3 requests anyway).
+pub const DEFAULT_MIN_REQUESTS: u64 = 5;
+/// Default probability, per canary step, of rolling back a canary that is within
+/// every limit.
+pub const DEFAULT_FALSE_ROLLBACK_RATE: f64 = 0.01;
+/// Default probability of calling a broken guardrail healthy (what promotion needs).
+pub const DEFAULT_FALSE_PROMOTION_RATE: f64 = 0.05;
+/// Default spacing of the checkpoints recent-traffic tests start from.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default age of the oldest checkpoint kept (older starts repeat the cumulative test).
+pub const DEFAULT_RECENT_HORIZON: Duration = Duration::from_secs(60);
+/// Default period of reading the peers' summaries.
+pub const DEFAULT_PEER_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time allowed for one peer's summary.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default judge Lease duration (renewed every third of it).
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+/// Default number of pods assumed to judge alone when the Lease cannot be used.
+pub const DEFAULT_SOLO_JUDGES: u32 = 10;
+/// Default time a step may stay undecided before the deadline action.
+pub const DEFAULT_DECISION_DEADLINE: Duration = Duration::from_secs(3600);
+/// Default admin port of peers whose pod spec names none (`guardrail-admin`).
+pub const DEFAULT_PEER_ADMIN_PORT: u16 = 9095;
 /// Default period of the evaluation that runs even without traffic.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default shortest gap between completion-triggered evaluations: bounds snapshot cost
@@ -42,10 +62,44 @@ pub struct GuardrailsConfig {
     pub dry_run: bool,
     /// Default thresholds (annotations on the Service override them).
     pub thresholds: Thresholds,
-    /// Requests in the window below which nothing is decided (default 50).
+    /// Requests below which no verdict is given (default 5): a floor, not what makes
+    /// a verdict safe.
     pub min_requests: u64,
-    /// Breaching evaluations, at least `interval` apart, needed to act (default 1).
-    pub consecutive_breaches: u32,
+    /// Probability of a false rollback per canary step (default 0.01), split over the
+    /// enabled guardrails and their tests.
+    pub false_rollback_rate: f64,
+    /// Probability of calling a broken guardrail healthy (default 0.05).
+    pub false_promotion_rate: f64,
+    /// Spacing of the checkpoints the recent-traffic tests start from (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Oldest checkpoint kept (default 60 s).
+    #[serde(with = "humantime_serde")]
+    pub recent_horizon: Duration,
+    /// Period of reading the other pods' summaries (default 1 s).
+    #[serde(with = "humantime_serde")]
+    pub peer_interval: Duration,
+    /// Time allowed for one pod's summary (default 500 ms).
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+    /// Admin port of pods whose spec has no port named `guardrail-admin` (9095).
+    pub peer_admin_port: u16,
+    /// Judge Lease duration (default 15 s).
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// Pods assumed to judge alone when the Lease cannot be used (default 10): each
+    /// spends 1/soloJudges of the error budgets.
+    pub solo_judges: u32,
+    /// How long a step may stay undecided before `deadlineAction` (default 1 h).
+    #[serde(with = "humantime_serde")]
+    pub decision_deadline: Duration,
+    /// What an undecided step does at its deadline: hold (default), rollback or promote.
+    pub deadline_action: DeadlineAction,
+    /// Latencies of requests completing within this time of start are left out of
+    /// the latency guardrails (default 0; `--warmup` / `GUARDRAIL_WARMUP_SECONDS`, which
+    /// the injector sets from the pod's `guardrail.dev/warmup-seconds` annotation).
+    #[serde(with = "humantime_serde")]
+    pub warmup: Duration,
     /// Periodic evaluation (default 1 s); completions also trigger one.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -81,7 +135,18 @@ impl Default for GuardrailsConfig {
             dry_run: false,
             thresholds: Thresholds::default(),
             min_requests: DEFAULT_MIN_REQUESTS,
-            consecutive_breaches: DEFAULT_CONSECUTIVE_BREACHES,
+            false_rollback_rate: DEFAULT_FALSE_ROLLBACK_RATE,
+            false_promotion_rate: DEFAULT_FALSE_PROMOTION_RATE,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            recent_horizon: DEFAULT_RECENT_HORIZON,
+            peer_interval: DEFAULT_PEER_INTERVAL,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+            peer_admin_port: DEFAULT_PEER_ADMIN_PORT,
+            lease_duration: DEFAULT_LEASE_DURATION,
+            solo_judges: DEFAULT_SOLO_JUDGES,
+            decision_deadline: DEFAULT_DECISION_DEADLINE,
+            deadline_action: DeadlineAction::Hold,
+            warmup: Duration::ZERO,
             interval: DEFAULT_INTERVAL,
             min_gap: DEFAULT_MIN_GAP,
             refresh: DEFAULT_REFRESH,
@@ -103,8 +168,16 @@ impl GuardrailsConfig {
         if self.min_requests == 0 {
             return invalid("guardrails.minRequests", "must be >= 1");
         }
-        if self.consecutive_breaches == 0 {
-            return invalid("guardrails.consecutiveBreaches", "must be >= 1");
+        for (field, rate) in [
+            ("guardrails.falseRollbackRate", self.false_rollback_rate),
+            ("guardrails.falsePromotionRate", self.false_promotion_rate),
+        ] {
+            if !(rate > 0.0 && rate < 0.5) {
+                return invalid(field, "must be a probability in (0, 0.5), e.g. 0.01");
+            }
+        }
+        if self.solo_judges == 0 {
+            return invalid("guardrails.soloJudges", "must be >= 1");
         }
         for (field, value) in [
             ("guardrails.interval", self.interval),
@@ -112,6 +185,11 @@ impl GuardrailsConfig {
             ("guardrails.stepDuration", self.step_duration),
             ("guardrails.backoffBase", self.backoff_base),
             ("guardrails.apiTimeout", self.api_timeout),
+            ("guardrails.checkpointInterval", self.checkpoint_interval),
+            ("guardrails.peerInterval", self.peer_interval),
+            ("guardrails.peerTimeout", self.peer_timeout),
+            ("guardrails.leaseDuration", self.lease_duration),
+            ("guardrails.decisionDeadline", self.decision_deadline),
         ] {
             if value.is_zero() {
                 return invalid(field, "must be > 0");
@@ -124,6 +202,37 @@ impl GuardrailsConfig {
             return invalid("guardrails.maxConflicts", "must be >= 1");
         }
         Ok(())
+    }
+}
+
+/// What an undecided step does at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeadlineAction {
+    /// Keep the traffic as it is and say why in an Event (default).
+    Hold,
+    /// Roll the canary back: "not proven healthy in time" counts as a failure.
+    Rollback,
+    /// Promote without evidence: only on explicit opt-in, with a Warning Event.
+    Promote,
+}
+
+impl DeadlineAction {
+    pub fn parse(v: &str) -> Result<Self, String> {
+        match v.trim() {
+            "hold" => Ok(Self::Hold),
+            "rollback" => Ok(Self::Rollback),
+            "promote" => Ok(Self::Promote),
+            _ => Err("expected hold, rollback or promote".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Rollback => "rollback",
+            Self::Promote => "promote",
+        }
     }
 }
 
@@ -152,12 +261,16 @@ mod tests {
     fn unknown_fields_and_bad_values_are_rejected_by_name() {
         assert!(serde_saphyr::from_str::<GuardrailsConfig>("minRequest: 5\n").is_err());
         let c: GuardrailsConfig =
-            serde_saphyr::from_str("consecutiveBreaches: 0\n").expect("parses");
-        let e = c.validate().expect_err("zero is invalid");
+            serde_saphyr::from_str("falseRollbackRate: 0.7\n").expect("parses");
+        let e = c.validate().expect_err("too large");
         assert!(
-            e.to_string().contains("guardrails.consecutiveBreaches"),
+            e.to_string().contains("guardrails.falseRollbackRate"),
             "{e}"
         );
+        assert!(serde_saphyr::from_str::<GuardrailsConfig>("consecutiveBreaches: 2\n").is_err());
+        let c: GuardrailsConfig =
+            serde_saphyr::from_str("deadlineAction: promote\n").expect("parses");
+        assert_eq!(c.deadline_action, DeadlineAction::Promote);
         let c: GuardrailsConfig =
             serde_saphyr::from_str("backoffBase: 2s\nbackoffMax: 1s\n").expect("parses");
         assert!(c

@@ -1,28 +1,41 @@
-//! The guardrail loop beside the data path: evaluate the window on every completed
-//! request (at most every `minGap`) and every `interval`; on a breach of a canary
-//! roll it back, and walk a healthy canary through its promotion steps.
-//!
-//! It only reads the window (a snapshot copies and releases each slot), so the proxy
-//! never waits on it or on the API.
+//! The guardrail loop beside the data path. Every sidecar publishes its summary; in a
+//! canary revision one pod (the Lease holder) judges the whole revision: it reads every
+//! pod's summary (and the stable revision's, the baseline), runs the pure judgement
+//! (`crate::judgement`) on the step's evidence, and acts: roll back on a breach, walk a
+//! healthy canary through its steps, apply the deadline action to a step that stays
+//! undecided. It only reads the window and the ledger, so the proxy never waits on it.
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
+use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    api::{ApiError, KubeApi},
-    config::GuardrailsConfig,
-    evaluate::{Evaluator, Verdict},
+    api::{peer_pods, ApiError, Cluster, PeerPod},
+    config::{DeadlineAction, GuardrailsConfig},
     knative::Role,
+    lease::{Election, Standing},
+    local::Local,
     metrics::GuardrailMetrics,
-    promotion,
+    peers::Scraper,
+    promotion, records,
     records::Steps,
     rollback,
     thresholds::Rules,
     view::View,
 };
-use crate::{identity::Identity, window::Window};
+use crate::{
+    identity::Identity,
+    judgement::{
+        step::{Cohort, StepEvidence},
+        verdict::{self, Budget, Evidence, Judgement, State},
+    },
+    window::Window,
+};
 
 mod write;
 
@@ -48,15 +61,28 @@ impl Outcome {
     }
 }
 
+/// The peers of one cohort as last listed.
+#[derive(Default)]
+struct Cohorts {
+    canary: Vec<PeerPod>,
+    stable: Vec<PeerPod>,
+    /// Pods whose summary is missing this round, with why.
+    missing: Vec<String>,
+    /// Why peers are not known at all (pods list forbidden), if so.
+    unknown: Option<String>,
+    at: Option<Instant>,
+}
+
 /// The running guardrails of one revision.
-pub struct Controller {
+pub struct Controller<A: Cluster> {
     config: GuardrailsConfig,
     identity: Identity,
     window: Arc<Window>,
+    local: Arc<Local>,
     metrics: GuardrailMetrics,
-    api: KubeApi,
+    api: A,
     base: Rules,
-    evaluator: Evaluator,
+    psi_reference: Option<Vec<f64>>,
     view: Option<(View, Instant)>,
     refresh_failed_at: Option<Instant>,
     paused_until: Option<Instant>,
@@ -64,34 +90,52 @@ pub struct Controller {
     reported: Vec<String>,
     /// In dry-run, the actions already logged (the loop would repeat them forever).
     dry_run_logged: Vec<String>,
+    election: Election,
+    scraper: Scraper,
+    step: Option<StepEvidence>,
+    peers: Cohorts,
+    /// Steps whose deadline action was already taken.
+    deadline_done: Option<String>,
 }
 
-impl Controller {
+impl<A: Cluster> Controller<A> {
     pub fn new(
         config: GuardrailsConfig,
         identity: Identity,
+        local: Arc<Local>,
         window: Arc<Window>,
+        psi_reference: Option<Vec<f64>>,
         metrics: GuardrailMetrics,
-        api: KubeApi,
+        api: A,
     ) -> Self {
         let base = Rules {
             thresholds: config.thresholds.clone(),
             min_requests: config.min_requests,
-            consecutive_breaches: config.consecutive_breaches,
+        };
+        let me = if identity.pod.is_empty() {
+            local.instance.clone()
+        } else {
+            identity.pod.clone()
         };
         Self {
-            evaluator: Evaluator::new(config.interval),
+            election: Election::new(&identity.revision, &me, config.lease_duration),
+            scraper: Scraper::new(config.peer_timeout),
             config,
             identity,
             window,
+            local,
             metrics,
             api,
             base,
+            psi_reference,
             view: None,
             refresh_failed_at: None,
             paused_until: None,
             reported: Vec::new(),
             dry_run_logged: Vec::new(),
+            step: None,
+            peers: Cohorts::default(),
+            deadline_done: None,
         }
     }
 
@@ -112,7 +156,7 @@ impl Controller {
                 () = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
                 () = self.window.completed() => {
-                    // Bound the snapshot rate under heavy traffic.
+                    // Bound the evaluation rate under heavy traffic.
                     let next = last + self.config.min_gap;
                     if Instant::now() < next {
                         tokio::select! {
@@ -128,50 +172,334 @@ impl Controller {
     }
 
     async fn evaluate(&mut self, shutdown: &CancellationToken) {
-        let snapshot = self.window.snapshot();
         let evaluated_at = Instant::now();
-        // Judge before any API call: a slow or absent API must not delay detection.
+        if self.stale() {
+            self.refresh().await;
+        }
+        let Some(role) = self.role() else {
+            self.local
+                .publish(json!({ "state": "not judging", "why": "the Service is not read yet" }));
+            return;
+        };
+        let Role::Canary { percent, stable } = role else {
+            self.step = None;
+            self.metrics.evaluation("not_canary");
+            self.metrics.standing("none");
+            self.local.publish(json!({
+                "state": "not judging",
+                "why": format!("revision {} is {:?} in its Service: only canaries are judged", self.identity.revision, role),
+            }));
+            return;
+        };
         let rules = self.rules();
-        let verdict = self.evaluator.judge(&snapshot, &rules);
-        self.record_verdict(&verdict);
+        let (key, started_wall) = self.step_key(percent);
+        if self.step.as_ref().map(StepEvidence::key) != Some(key.as_str()) {
+            tracing::info!(step = %key, "judging a new step");
+            self.step = Some(StepEvidence::new(
+                key.clone(),
+                started_wall,
+                evaluated_at,
+                &self.local.instance,
+                self.config.checkpoint_interval,
+                self.config.recent_horizon,
+            ));
+            self.peers = Cohorts::default();
+            self.deadline_done = None;
+        }
+        let standing = self
+            .election
+            .tick(&self.api, &key, evaluated_at)
+            .await
+            .clone();
+        self.metrics.standing(standing.label());
+        let share = standing.budget_share(self.config.solo_judges);
+        if let Standing::Follower { holder } = &standing {
+            self.metrics.evaluation("follower");
+            self.local.publish(json!({
+                "state": "not judging",
+                "why": format!("pod {holder} judges revision {}", self.identity.revision),
+            }));
+            return;
+        }
+        if share <= 0.0 {
+            self.metrics.evaluation("not_judging");
+            self.local.publish(
+                json!({ "state": "not judging", "why": "the judge Lease is not settled yet" }),
+            );
+            return;
+        }
+        self.gather(&standing, &stable, evaluated_at).await;
+        let Some(step) = self.step.as_mut() else {
+            return;
+        };
+        step.checkpoint(evaluated_at, &rules.thresholds);
+        let canary = step.totals(Cohort::Canary);
+        let stable_totals = step
+            .has(Cohort::Stable)
+            .then(|| step.totals(Cohort::Stable));
+        let budget = Budget {
+            false_rollback: self.config.false_rollback_rate * share,
+            false_promotion: self.config.false_promotion_rate * share,
+            min_requests: rules.min_requests,
+        };
+        let mut judgement = verdict::judge(
+            &Evidence {
+                canary: &canary,
+                stable: stable_totals.as_ref(),
+                checkpoints: step.checkpoints(),
+                elapsed: step.elapsed(evaluated_at),
+                psi_reference: self.psi_reference.as_deref(),
+            },
+            &rules.thresholds,
+            &budget,
+        );
+        // Missing data is never counted as healthy.
+        if judgement.state == State::Healthy && !self.peers.missing.is_empty() {
+            judgement.state = State::Undecided;
+        }
+        let notes = self.notes(&standing, share);
+        self.record(&judgement, &notes, step_started(started_wall));
         if self.paused_until.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let stale = self.stale();
-        let role = self.role();
-        match verdict {
-            // With a stale (or no) view the rollback re-reads before deciding.
-            Verdict::Breach {
-                requests,
-                violations,
-            } if stale || matches!(role, Some(Role::Canary { .. })) => {
-                let reason = Verdict::describe(&violations, requests, snapshot.window_seconds);
-                let revision = self.identity.revision.clone();
-                let outcome = self
-                    .act("rollback", shutdown, |view, now| {
-                        rollback::plan(view, &revision, &reason, now)
-                    })
+        match judgement.state {
+            State::Breach => {
+                let reason = judgement.describe();
+                self.rollback(&reason, &judgement, evaluated_at, shutdown)
                     .await;
-                match outcome {
-                    Outcome::Written => {
-                        tracing::warn!(revision = %revision, %reason, "guardrail breached: rolled back");
-                        self.metrics
-                            .rollback_latency(evaluated_at.elapsed().as_secs_f64());
-                    }
-                    Outcome::Nothing | Outcome::DryRun => {}
-                    other => {
-                        tracing::warn!(revision = %revision, %reason, outcome = other.label(), "guardrail breached: rollback not done")
+            }
+            State::Healthy => self.promote(&judgement, shutdown, false).await,
+            State::Undecided | State::Skipped => {
+                self.deadline(&key, started_wall, &judgement, shutdown)
+                    .await;
+            }
+        }
+    }
+
+    /// Reads this pod's summary, and the peers' every `peerInterval`.
+    async fn gather(&mut self, standing: &Standing, stable: &str, now: Instant) {
+        let own = self.local.report();
+        if let Some(step) = self.step.as_mut() {
+            step.observe(Cohort::Canary, &own);
+        }
+        if matches!(standing, Standing::Solo { .. }) {
+            self.peers.unknown = Some("judging alone: no Lease, so no peers".into());
+            return;
+        }
+        if self
+            .peers
+            .at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.peer_interval)
+        {
+            return;
+        }
+        self.peers.at = Some(now);
+        let port = self.config.peer_admin_port;
+        let revision = self.identity.revision.clone();
+        match (self.api.pods(&revision).await, self.api.pods(stable).await) {
+            (Ok(canary), Ok(stable_pods)) => {
+                self.peers.canary = peer_pods(&canary, &revision, port)
+                    .into_iter()
+                    .filter(|p| p.name != self.identity.pod)
+                    .collect();
+                self.peers.stable = peer_pods(&stable_pods, stable, port);
+                self.peers.unknown = None;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.metrics.api_error(e.reason());
+                if matches!(e, ApiError::Forbidden(_)) {
+                    self.peers.unknown = Some(format!(
+                        "cannot list pods ({e}): judging this pod's traffic only"
+                    ));
+                }
+                tracing::debug!(error = %e, "cannot list the revision's pods; keeping the last list");
+            }
+        }
+        let (canary_reports, stable_reports) = futures::join!(
+            self.scraper.scrape_all(&self.peers.canary, &revision),
+            self.scraper.scrape_all(&self.peers.stable, stable),
+        );
+        let mut missing = Vec::new();
+        let Some(step) = self.step.as_mut() else {
+            return;
+        };
+        for (cohort, reports) in [
+            (Cohort::Canary, canary_reports),
+            (Cohort::Stable, stable_reports),
+        ] {
+            for r in reports {
+                match r {
+                    Ok(report) => step.observe(cohort, &report),
+                    Err(e) => {
+                        self.metrics.peer_error(e.reason());
+                        tracing::debug!(error = %e, "peer summary missing");
+                        if cohort == Cohort::Canary {
+                            missing.push(e.to_string());
+                        }
                     }
                 }
             }
-            Verdict::Healthy { .. } if matches!(role, Some(Role::Canary { .. })) => {
-                if stale {
-                    self.refresh().await;
-                }
-                self.promote(shutdown).await;
+        }
+        self.peers.missing = missing;
+    }
+
+    fn notes(&self, standing: &Standing, share: f64) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Standing::Solo { reason } = standing {
+            notes.push(format!("{reason}; budgets × {share:.3} (1/soloJudges)"));
+        }
+        if let Standing::Judge { generation } = standing {
+            if *generation > 1 {
+                notes.push(format!(
+                    "judge #{generation} of this step: budgets × {share:.4}"
+                ));
             }
-            _ if stale => self.refresh().await,
-            _ => {}
+        }
+        if let Some(u) = &self.peers.unknown {
+            notes.push(u.clone());
+        }
+        for m in &self.peers.missing {
+            notes.push(format!("missing: {m} (no healthy verdict without it)"));
+        }
+        notes
+    }
+
+    /// The step key and when it began: the `step-started` record when it is this
+    /// step's, else now (the first time this judge sees the step).
+    fn step_key(&self, percent: i64) -> (String, SystemTime) {
+        let revision = &self.identity.revision;
+        let recorded = self
+            .view
+            .as_ref()
+            .and_then(|(v, _)| records::step_started_at(&v.annotations(), revision, percent));
+        match recorded {
+            Some(t) => (format!("{revision}/{percent}/{}", records::rfc3339(t)), t),
+            None => {
+                let t = self
+                    .step
+                    .as_ref()
+                    .filter(|s| s.key().starts_with(&format!("{revision}/{percent}/-")))
+                    .map_or_else(SystemTime::now, StepEvidence::started_wall);
+                (format!("{revision}/{percent}/-"), t)
+            }
+        }
+    }
+
+    fn record(&self, judgement: &Judgement, notes: &[String], started: String) {
+        self.metrics.evaluation(judgement.state.as_str());
+        for f in &judgement.findings {
+            self.metrics.verdict(f.guardrail.as_str(), f.state.as_str());
+        }
+        for g in verdict::Guardrail::ALL {
+            if !judgement.findings.iter().any(|f| f.guardrail == g) {
+                self.metrics.verdict(g.as_str(), "off");
+            }
+        }
+        self.local.publish(json!({
+            "state": judgement.state.as_str(),
+            "revision": self.identity.revision,
+            "stepStarted": started,
+            "findings": judgement.findings,
+            "notes": notes,
+            "summary": judgement.describe(),
+        }));
+        tracing::debug!(state = judgement.state.as_str(), verdict = %judgement.describe(), "judged");
+    }
+
+    async fn rollback(
+        &mut self,
+        reason: &str,
+        judgement: &Judgement,
+        evaluated_at: Instant,
+        shutdown: &CancellationToken,
+    ) {
+        let revision = self.identity.revision.clone();
+        let detail = verdict_annotation(judgement);
+        let outcome = self
+            .act("rollback", shutdown, |view, now| {
+                rollback::plan(view, &revision, reason, &detail, now)
+            })
+            .await;
+        match outcome {
+            Outcome::Written => {
+                tracing::warn!(revision = %revision, %reason, "guardrail breached: rolled back");
+                self.metrics
+                    .rollback_latency(evaluated_at.elapsed().as_secs_f64());
+            }
+            Outcome::Nothing | Outcome::DryRun => {}
+            other => {
+                tracing::warn!(revision = %revision, %reason, outcome = other.label(), "guardrail breached: rollback not done")
+            }
+        }
+    }
+
+    /// The deadline of an undecided step: hold (an Event saying why), roll back, or
+    /// promote without evidence (opt-in only, with a Warning Event).
+    async fn deadline(
+        &mut self,
+        key: &str,
+        started: SystemTime,
+        judgement: &Judgement,
+        shutdown: &CancellationToken,
+    ) {
+        let annotations = self
+            .view
+            .as_ref()
+            .map(|(v, _)| v.annotations())
+            .unwrap_or_default();
+        let (deadline, action) = records::deadline(
+            &annotations,
+            self.config.decision_deadline,
+            self.config.deadline_action,
+        );
+        let waited = SystemTime::now()
+            .duration_since(started)
+            .unwrap_or(Duration::ZERO);
+        if waited < deadline || self.deadline_done.as_deref() == Some(key) {
+            return;
+        }
+        self.deadline_done = Some(key.to_string());
+        let why = format!(
+            "revision {} undecided after {} (deadline {}): {}",
+            self.identity.revision,
+            humantime::format_duration(Duration::from_secs(waited.as_secs())),
+            humantime::format_duration(deadline),
+            judgement.describe()
+        );
+        tracing::warn!(action = action.as_str(), "{why}");
+        self.metrics.deadline(action.as_str());
+        match action {
+            DeadlineAction::Hold => {
+                self.note_event(
+                    "GuardrailUndecided",
+                    format!("{why}; holding traffic"),
+                    true,
+                )
+                .await;
+            }
+            DeadlineAction::Rollback => {
+                let reason = format!("undecided past the deadline: {why}");
+                self.rollback(&reason, judgement, Instant::now(), shutdown)
+                    .await;
+            }
+            DeadlineAction::Promote => {
+                self.note_event(
+                    "GuardrailPromotedWithoutEvidence",
+                    format!("{why}; promoting without evidence (deadline-action: promote)"),
+                    true,
+                )
+                .await;
+                self.promote(judgement, shutdown, true).await;
+            }
+        }
+    }
+
+    async fn note_event(&self, reason: &str, note: String, warning: bool) {
+        let Some((view, _)) = &self.view else { return };
+        let (subject, obj) = view.subject();
+        if let Err(e) = self.api.event(subject, obj, warning, reason, note).await {
+            self.metrics.api_error(e.reason());
+            tracing::warn!(error = %e, "cannot record the Event");
         }
     }
 
@@ -245,26 +573,12 @@ impl Controller {
         }
     }
 
-    fn record_verdict(&self, verdict: &Verdict) {
-        let label = match verdict {
-            Verdict::Undecided { .. } => "undecided",
-            Verdict::Healthy { .. } => "healthy",
-            Verdict::Suspect { .. } => "suspect",
-            Verdict::Breach { .. } => "breach",
-        };
-        self.metrics.evaluation(label);
-        let broken: Vec<&'static str> = match verdict {
-            Verdict::Suspect { violations, .. } | Verdict::Breach { violations, .. } => {
-                violations.iter().map(|v| v.guardrail.as_str()).collect()
-            }
-            _ => Vec::new(),
-        };
-        for g in ["error_ratio", "p99", "sanity_failure_ratio", "psi"] {
-            self.metrics.breached(g, broken.contains(&g));
-        }
-    }
-
-    async fn promote(&mut self, shutdown: &CancellationToken) {
+    async fn promote(
+        &mut self,
+        judgement: &Judgement,
+        shutdown: &CancellationToken,
+        without_evidence: bool,
+    ) {
         let Some((view, _)) = &self.view else { return };
         let steps = match Steps::from_annotations(&view.annotations(), self.config.step_duration) {
             Ok(Some(s)) => s,
@@ -280,8 +594,13 @@ impl Controller {
             }
         };
         let revision = self.identity.revision.clone();
+        let detail = if without_evidence {
+            json!({ "state": "promoted without evidence at the decision deadline", "findings": judgement.findings }).to_string()
+        } else {
+            verdict_annotation(judgement)
+        };
         // Cheap pre-check on the cached view: most evaluations only wait.
-        match promotion::plan(view, &revision, &steps, SystemTime::now()) {
+        match promotion::plan(view, &revision, &steps, &detail, SystemTime::now()) {
             Ok(promotion::Plan::Write(_)) => {}
             _ => return,
         }
@@ -289,11 +608,20 @@ impl Controller {
         self.act(
             "promotion",
             shutdown,
-            move |view, now| match promotion::plan(view, &revision, &steps_for, now)? {
+            move |view, now| match promotion::plan(view, &revision, &steps_for, &detail, now)? {
                 promotion::Plan::Write(w) => Ok(Some(w)),
                 _ => Ok(None),
             },
         )
         .await;
     }
+}
+
+/// The compact verdict written beside a rollback or promotion (`guardrail.dev/verdict`).
+fn verdict_annotation(judgement: &Judgement) -> String {
+    json!({ "state": judgement.state.as_str(), "findings": judgement.findings }).to_string()
+}
+
+fn step_started(t: SystemTime) -> String {
+    records::rfc3339(t)
 }

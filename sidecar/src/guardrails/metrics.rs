@@ -26,15 +26,50 @@ struct ActionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    guardrail: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StandingLabel {
+    standing: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
+
+const VERDICTS: [&str; 7] = [
+    "breach",
+    "healthy",
+    "undecided",
+    "follower",
+    "not_canary",
+    "not_judging",
+    "skipped",
+];
+const GUARDRAILS: [&str; 6] = [
+    "error_ratio",
+    "sanity_failure_ratio",
+    "p99",
+    "psi",
+    "error_ratio_increase",
+    "latency_regression",
+];
+const STATES: [&str; 5] = ["breach", "healthy", "undecided", "skipped", "off"];
+const STANDINGS: [&str; 5] = ["judge", "follower", "solo", "unknown", "none"];
 
 /// Handles for the guardrail loop; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GuardrailMetrics {
     evaluations: Family<VerdictLabel, Counter>,
     breached: Family<GuardrailLabel, Gauge>,
+    verdict: Family<StateLabel, Gauge>,
+    standing: Family<StandingLabel, Gauge>,
+    peer_errors: Family<ReasonLabel, Counter>,
+    deadlines: Family<ActionLabel, Counter>,
     actions: Family<ActionLabel, Counter>,
     api_errors: Family<ReasonLabel, Counter>,
     annotation_errors: Counter,
@@ -49,6 +84,10 @@ impl GuardrailMetrics {
         let m = Self {
             evaluations: Family::default(),
             breached: Family::default(),
+            verdict: Family::default(),
+            standing: Family::default(),
+            peer_errors: Family::default(),
+            deadlines: Family::default(),
             actions: Family::default(),
             api_errors: Family::default(),
             annotation_errors: Counter::default(),
@@ -59,15 +98,61 @@ impl GuardrailMetrics {
             traffic_percent: Gauge::default(),
         };
         m.traffic_percent.set(f64::NAN);
+        // Known label values exist from start-up, so boards and alerts see 0, not nothing.
+        for verdict in VERDICTS {
+            let _ = m.evaluations.get_or_create(&VerdictLabel { verdict });
+        }
+        for guardrail in GUARDRAILS {
+            let _ = m.breached.get_or_create(&GuardrailLabel { guardrail });
+            for state in STATES {
+                let _ = m.verdict.get_or_create(&StateLabel { guardrail, state });
+            }
+        }
+        for standing in STANDINGS {
+            let _ = m.standing.get_or_create(&StandingLabel { standing });
+        }
+        for reason in ["unreachable", "invalid", "wrong_revision"] {
+            let _ = m.peer_errors.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in [
+            "forbidden",
+            "conflict",
+            "not_found",
+            "rejected",
+            "transient",
+            "config",
+        ] {
+            let _ = m.api_errors.get_or_create(&ReasonLabel { reason });
+        }
         registry.register(
             "evaluations",
-            "Guardrail evaluations by verdict (undecided, healthy, suspect, breach)",
+            "Guardrail evaluations by verdict (breach, healthy, undecided; follower, not_canary, not_judging when this pod does not judge)",
             m.evaluations.clone(),
         );
         registry.register(
             "breached",
-            "1 while a guardrail is broken in the window (with enough requests)",
+            "1 while a guardrail's test says breach",
             m.breached.clone(),
+        );
+        registry.register(
+            "verdict",
+            "1 for each guardrail's current state (breach, healthy, undecided, skipped, off) as judged by this pod",
+            m.verdict.clone(),
+        );
+        registry.register(
+            "judge_standing",
+            "1 for this pod's standing in its revision's judgement (judge, follower, solo, unknown, none)",
+            m.standing.clone(),
+        );
+        registry.register(
+            "peer_errors",
+            "Peer summaries that could not be read, by reason",
+            m.peer_errors.clone(),
+        );
+        registry.register(
+            "deadline_actions",
+            "Undecided steps that reached their decision deadline, by action",
+            m.deadlines.clone(),
         );
         registry.register(
             "actions",
@@ -104,10 +189,42 @@ impl GuardrailMetrics {
             .inc();
     }
 
-    pub fn breached(&self, guardrail: &'static str, on: bool) {
+    /// Sets `guardrail`'s current state (and `breached`).
+    pub fn verdict(&self, guardrail: &'static str, state: &'static str) {
+        for s in STATES {
+            self.verdict
+                .get_or_create(&StateLabel {
+                    guardrail,
+                    state: s,
+                })
+                .set(i64::from(s == state));
+        }
         self.breached
             .get_or_create(&GuardrailLabel { guardrail })
-            .set(i64::from(on));
+            .set(i64::from(state == "breach"));
+    }
+
+    pub fn standing(&self, standing: &'static str) {
+        for s in STANDINGS {
+            self.standing
+                .get_or_create(&StandingLabel { standing: s })
+                .set(i64::from(s == standing));
+        }
+    }
+
+    pub fn peer_error(&self, reason: &'static str) {
+        self.peer_errors
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn deadline(&self, action: &'static str) {
+        self.deadlines
+            .get_or_create(&ActionLabel {
+                action,
+                outcome: "reached",
+            })
+            .inc();
     }
 
     pub fn action(&self, action: &'static str, outcome: &'static str) {

@@ -27,6 +27,7 @@ pub fn plan(
     view: &View,
     revision: &str,
     steps: &Steps,
+    verdict: &str,
     now: SystemTime,
 ) -> Result<Plan, knative::TrafficError> {
     let Role::Canary { percent, stable } = view.role(revision)? else {
@@ -71,6 +72,7 @@ pub fn plan(
                 Value::Null
             };
             a.insert(records::STEP_STARTED.into(), started);
+            a.insert(records::VERDICT.into(), json!(verdict));
             Ok(Plan::Write(Write {
                 subject,
                 name: view.subject_name(),
@@ -119,7 +121,7 @@ mod tests {
     fn records_then_waits_then_promotes_with_a_new_record() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = view(5, None);
-        let Plan::Write(w) = plan(&v, "b", &steps(&v), t0).expect("plan") else {
+        let Plan::Write(w) = plan(&v, "b", &steps(&v), "{}", t0).expect("plan") else {
             panic!("expected the step record");
         };
         assert_eq!(w.patch.get("spec"), None);
@@ -129,10 +131,11 @@ mod tests {
             .to_string();
         let v = view(5, Some(record));
         assert!(matches!(
-            plan(&v, "b", &steps(&v), t0 + Duration::from_secs(3)),
+            plan(&v, "b", &steps(&v), "{}", t0 + Duration::from_secs(3)),
             Ok(Plan::Wait(d)) if d == Duration::from_secs(7)
         ));
-        let Ok(Plan::Write(w)) = plan(&v, "b", &steps(&v), t0 + Duration::from_secs(10)) else {
+        let Ok(Plan::Write(w)) = plan(&v, "b", &steps(&v), "{}", t0 + Duration::from_secs(10))
+        else {
             panic!("expected a promotion");
         };
         assert_eq!(
@@ -153,7 +156,8 @@ mod tests {
     fn full_promotion_clears_the_step_and_records_the_promotion() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let v = view(50, Some(records::step_started("b", 50, t0)));
-        let Ok(Plan::Write(w)) = plan(&v, "b", &steps(&v), t0 + Duration::from_secs(11)) else {
+        let Ok(Plan::Write(w)) = plan(&v, "b", &steps(&v), "{}", t0 + Duration::from_secs(11))
+        else {
             panic!("expected a promotion");
         };
         let a = &w.patch["metadata"]["annotations"];
@@ -173,8 +177,14 @@ mod tests {
         let t0 = SystemTime::UNIX_EPOCH;
         let mut v = view(25, None);
         v.service["metadata"]["annotations"][records::QUARANTINED] = json!("b");
-        assert!(matches!(plan(&v, "b", &steps(&v), t0), Ok(Plan::Nothing)));
+        assert!(matches!(
+            plan(&v, "b", &steps(&v), "{}", t0),
+            Ok(Plan::Nothing)
+        ));
         let v = view(25, None);
-        assert!(matches!(plan(&v, "a", &steps(&v), t0), Ok(Plan::Nothing)));
+        assert!(matches!(
+            plan(&v, "a", &steps(&v), "{}", t0),
+            Ok(Plan::Nothing)
+        ));
     }
 }

@@ -9,7 +9,10 @@ use std::{
 
 use serde_json::{json, Map, Value};
 
-use super::thresholds::{parse_duration, AnnotationError};
+use super::{
+    config::DeadlineAction,
+    thresholds::{parse_duration, AnnotationError},
+};
 
 pub const ROLLED_BACK_REVISION: &str = "guardrail.dev/rolled-back-revision";
 pub const ROLLBACK_REASON: &str = "guardrail.dev/rollback-reason";
@@ -21,6 +24,11 @@ pub const STEP_DURATION: &str = "guardrail.dev/step-duration";
 /// `<revision>/<percent>/<RFC 3339 time>`: when the current step began.
 pub const STEP_STARTED: &str = "guardrail.dev/step-started";
 pub const PROMOTED_REVISION: &str = "guardrail.dev/promoted-revision";
+/// The verdict (findings with their numbers, JSON) behind the last rollback or promotion.
+pub const VERDICT: &str = "guardrail.dev/verdict";
+/// How long a step may stay undecided, and what happens then.
+pub const DECISION_DEADLINE: &str = "guardrail.dev/decision-deadline";
+pub const DEADLINE_ACTION: &str = "guardrail.dev/deadline-action";
 pub const PROMOTION_TIME: &str = "guardrail.dev/promotion-time";
 
 /// `metadata.annotations` as a map (non-string values ignored).
@@ -58,6 +66,7 @@ pub fn rollback_annotations(
     current: &BTreeMap<String, String>,
     revision: &str,
     reason: &str,
+    verdict: &str,
     now: SystemTime,
 ) -> Map<String, Value> {
     let mut q = quarantined(current);
@@ -68,6 +77,7 @@ pub fn rollback_annotations(
     m.insert(ROLLED_BACK_REVISION.into(), json!(revision));
     m.insert(ROLLBACK_REASON.into(), json!(reason));
     m.insert(ROLLBACK_TIME.into(), json!(rfc3339(now)));
+    m.insert(VERDICT.into(), json!(verdict));
     m.insert(QUARANTINED.into(), json!(q.join(",")));
     // A rolled-back canary's step is over.
     m.insert(STEP_STARTED.into(), Value::Null);
@@ -132,6 +142,39 @@ impl Steps {
     }
 }
 
+/// The start of `revision`'s step at `percent` as recorded in `step-started`, if the
+/// record is this step's.
+pub fn step_started_at(
+    annotations: &BTreeMap<String, String>,
+    revision: &str,
+    percent: i64,
+) -> Option<SystemTime> {
+    let v = annotations.get(STEP_STARTED)?;
+    let mut parts = v.splitn(3, '/');
+    let (r, p, t) = (parts.next()?, parts.next()?, parts.next()?);
+    (r == revision && p.parse::<i64>().ok()? == percent)
+        .then(|| humantime::parse_rfc3339(t).ok())
+        .flatten()
+}
+
+/// The decision deadline and its action: the Service's annotations over the config
+/// defaults (a value that does not parse keeps the default).
+pub fn deadline(
+    annotations: &BTreeMap<String, String>,
+    default_deadline: Duration,
+    default_action: DeadlineAction,
+) -> (Duration, DeadlineAction) {
+    let deadline = annotations
+        .get(DECISION_DEADLINE)
+        .and_then(|v| parse_duration(v.trim()).ok())
+        .unwrap_or(default_deadline);
+    let action = annotations
+        .get(DEADLINE_ACTION)
+        .and_then(|v| DeadlineAction::parse(v).ok())
+        .unwrap_or(default_action);
+    (deadline, action)
+}
+
 /// What a healthy canary does about promotion now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepDecision {
@@ -151,14 +194,7 @@ pub fn step_decision(
     percent: i64,
     now: SystemTime,
 ) -> StepDecision {
-    let started = annotations.get(STEP_STARTED).and_then(|v| {
-        let mut parts = v.splitn(3, '/');
-        let (r, p, t) = (parts.next()?, parts.next()?, parts.next()?);
-        (r == revision && p.parse::<i64>().ok()? == percent)
-            .then(|| humantime::parse_rfc3339(t).ok())
-            .flatten()
-    });
-    let Some(started) = started else {
+    let Some(started) = step_started_at(annotations, revision, percent) else {
         return StepDecision::Record;
     };
     let elapsed = now.duration_since(started).unwrap_or_default();
@@ -246,12 +282,28 @@ mod tests {
     fn rollback_records_quarantine_once() {
         let current = map(&[(QUARANTINED, "m-1")]);
         let now = SystemTime::UNIX_EPOCH;
-        let a = rollback_annotations(&current, "m-2", "error_ratio 1 > 0.05", now);
+        let a = rollback_annotations(&current, "m-2", "error_ratio 1 > 0.05", "{}", now);
         assert_eq!(a[QUARANTINED], "m-1,m-2");
         let again = map(&[(QUARANTINED, "m-1,m-2")]);
-        let b = rollback_annotations(&again, "m-2", "x", now);
+        let b = rollback_annotations(&again, "m-2", "x", "{}", now);
         assert_eq!(b[QUARANTINED], "m-1,m-2");
         assert_eq!(a[ROLLBACK_TIME], "1970-01-01T00:00:00.000Z");
         assert!(is_quarantined(&again, "m-2") && !is_quarantined(&again, "m-3"));
+        assert_eq!(a[VERDICT], "{}");
+    }
+
+    #[test]
+    fn deadline_annotations_override_the_defaults_and_bad_ones_are_ignored() {
+        let d = Duration::from_secs(3600);
+        let a = map(&[(DECISION_DEADLINE, "10m"), (DEADLINE_ACTION, "rollback")]);
+        assert_eq!(
+            deadline(&a, d, DeadlineAction::Hold),
+            (Duration::from_secs(600), DeadlineAction::Rollback)
+        );
+        let bad = map(&[(DECISION_DEADLINE, "soon"), (DEADLINE_ACTION, "yolo")]);
+        assert_eq!(
+            deadline(&bad, d, DeadlineAction::Hold),
+            (d, DeadlineAction::Hold)
+        );
     }
 }

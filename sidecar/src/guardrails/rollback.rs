@@ -15,12 +15,14 @@ pub fn plan(
     view: &View,
     revision: &str,
     reason: &str,
+    verdict: &str,
     now: SystemTime,
 ) -> Result<Option<Write>, TrafficError> {
     let Role::Canary { stable, .. } = view.role(revision)? else {
         return Ok(None);
     };
-    let annotations = records::rollback_annotations(&view.annotations(), revision, reason, now);
+    let annotations =
+        records::rollback_annotations(&view.annotations(), revision, reason, verdict, now);
     let (subject, _) = view.subject();
     let spec = match subject {
         Subject::KnativeService => {
@@ -64,9 +66,15 @@ mod tests {
     #[test]
     fn knative_rollback_is_conditional_and_annotated() {
         let now = SystemTime::UNIX_EPOCH;
-        let w = plan(&knative_view(), "m-00002", "error_ratio 1 > 0.05", now)
-            .expect("resolves")
-            .expect("canary");
+        let w = plan(
+            &knative_view(),
+            "m-00002",
+            "error_ratio 1 > 0.05",
+            "{}",
+            now,
+        )
+        .expect("resolves")
+        .expect("canary");
         assert_eq!(w.subject, Subject::KnativeService);
         assert_eq!(w.patch["metadata"]["resourceVersion"], "41");
         let a = &w.patch["metadata"]["annotations"];
@@ -80,7 +88,7 @@ mod tests {
     #[test]
     fn nothing_to_do_for_the_stable_revision_or_after_the_rollback() {
         let now = SystemTime::UNIX_EPOCH;
-        assert!(plan(&knative_view(), "m-00001", "x", now)
+        assert!(plan(&knative_view(), "m-00001", "x", "{}", now)
             .expect("resolves")
             .is_none());
         let mut done = knative_view();
@@ -88,7 +96,7 @@ mod tests {
             { "revisionName": "m-00001", "percent": 100, "tag": "previous" },
             { "revisionName": "m-00002", "percent": 0, "tag": "canary" },
         ]);
-        assert!(plan(&done, "m-00002", "x", now)
+        assert!(plan(&done, "m-00002", "x", "{}", now)
             .expect("resolves")
             .is_none());
     }
@@ -101,7 +109,7 @@ mod tests {
             "spec": { "predictor": { "canaryTrafficPercent": 25 } },
             "status": { "components": { "predictor": { "latestRolledoutRevision": "m-00001" } } },
         }));
-        let w = plan(&view, "m-00002", "x", SystemTime::UNIX_EPOCH)
+        let w = plan(&view, "m-00002", "x", "{}", SystemTime::UNIX_EPOCH)
             .expect("resolves")
             .expect("canary");
         assert_eq!(w.subject, Subject::InferenceService);

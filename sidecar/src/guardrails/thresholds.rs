@@ -15,8 +15,9 @@ pub const MAX_ERROR_RATIO: &str = "guardrail.dev/max-error-ratio";
 pub const MAX_P99: &str = "guardrail.dev/max-p99";
 pub const MAX_SANITY_FAILURE_RATIO: &str = "guardrail.dev/max-sanity-failure-ratio";
 pub const MAX_PSI: &str = "guardrail.dev/max-psi";
+pub const MAX_ERROR_RATIO_INCREASE: &str = "guardrail.dev/max-error-ratio-increase";
+pub const MAX_SLOW_SHARE_VS_STABLE: &str = "guardrail.dev/max-slow-share-vs-stable";
 pub const MIN_REQUESTS: &str = "guardrail.dev/min-requests";
-pub const CONSECUTIVE_BREACHES: &str = "guardrail.dev/consecutive-breaches";
 
 /// Default largest error ratio (5xx, grpc errors, upstream failures).
 pub const DEFAULT_MAX_ERROR_RATIO: f64 = 0.05;
@@ -24,6 +25,12 @@ pub const DEFAULT_MAX_ERROR_RATIO: f64 = 0.05;
 pub const DEFAULT_MAX_SANITY_FAILURE_RATIO: f64 = 0.05;
 /// Default largest PSI of scores: 0.25 is the usual "significant shift" mark.
 pub const DEFAULT_MAX_PSI: f64 = 0.25;
+/// Default largest increase of the canary's error ratio over the stable's (absolute:
+/// 0.5% → 2.5% is allowed, 0.5% → 4% is not).
+pub const DEFAULT_MAX_ERROR_RATIO_INCREASE: f64 = 0.02;
+/// Default largest share of canary requests slower than the stable's p99 (the stable
+/// itself has 1% there): 5% means the canary's p95 may reach the stable's p99.
+pub const DEFAULT_MAX_SLOW_SHARE_VS_STABLE: f64 = 0.05;
 
 /// Limits a revision must stay within; `None` disables a guardrail.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -38,6 +45,12 @@ pub struct Thresholds {
     pub max_sanity_failure_ratio: Option<f64>,
     /// Largest score drift PSI (default 0.25; needs `sanity.score`).
     pub max_psi: Option<f64>,
+    /// Largest canary error ratio minus the stable's over the same period (default
+    /// 0.02; skipped while the stable revision reports no data).
+    pub max_error_ratio_increase: Option<f64>,
+    /// Largest share of canary requests slower than the stable's p99 over the same
+    /// period (default 0.05; skipped while the stable's p99 cannot be bounded).
+    pub max_slow_share_vs_stable: Option<f64>,
 }
 
 impl Default for Thresholds {
@@ -47,6 +60,8 @@ impl Default for Thresholds {
             max_p99: None,
             max_sanity_failure_ratio: Some(DEFAULT_MAX_SANITY_FAILURE_RATIO),
             max_psi: Some(DEFAULT_MAX_PSI),
+            max_error_ratio_increase: Some(DEFAULT_MAX_ERROR_RATIO_INCREASE),
+            max_slow_share_vs_stable: Some(DEFAULT_MAX_SLOW_SHARE_VS_STABLE),
         }
     }
 }
@@ -58,6 +73,14 @@ impl Thresholds {
             (
                 "guardrails.thresholds.maxSanityFailureRatio",
                 self.max_sanity_failure_ratio,
+            ),
+            (
+                "guardrails.thresholds.maxErrorRatioIncrease",
+                self.max_error_ratio_increase,
+            ),
+            (
+                "guardrails.thresholds.maxSlowShareVsStable",
+                self.max_slow_share_vs_stable,
             ),
         ] {
             if let Some(r) = ratio {
@@ -77,12 +100,11 @@ impl Thresholds {
     }
 }
 
-/// The judgement rules in force for one Service: thresholds plus counts.
+/// The judgement rules in force for one Service: thresholds plus the request floor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rules {
     pub thresholds: Thresholds,
     pub min_requests: u64,
-    pub consecutive_breaches: u32,
 }
 
 /// An annotation that could not be used, with what to write instead.
@@ -123,6 +145,14 @@ impl Rules {
             t.max_sanity_failure_ratio = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
             Ok(())
         });
+        apply(MAX_ERROR_RATIO_INCREASE, &mut |v| {
+            t.max_error_ratio_increase = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            Ok(())
+        });
+        apply(MAX_SLOW_SHARE_VS_STABLE, &mut |v| {
+            t.max_slow_share_vs_stable = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            Ok(())
+        });
         apply(MAX_PSI, &mut |v| {
             t.max_psi = optional(v, |v| parse_f64(v).and_then(check_psi))?;
             Ok(())
@@ -140,17 +170,7 @@ impl Rules {
                 .ok_or("expected an integer >= 1, e.g. \"50\"")?;
             Ok(())
         });
-        let mut consecutive = rules.consecutive_breaches;
-        apply(CONSECUTIVE_BREACHES, &mut |v| {
-            consecutive = v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or("expected an integer >= 1, e.g. \"3\"")?;
-            Ok(())
-        });
         rules.min_requests = min_requests;
-        rules.consecutive_breaches = consecutive;
         (rules, errors)
     }
 }
@@ -199,8 +219,7 @@ mod tests {
     fn base() -> Rules {
         Rules {
             thresholds: Thresholds::default(),
-            min_requests: 50,
-            consecutive_breaches: 1,
+            min_requests: 5,
         }
     }
 
@@ -220,7 +239,7 @@ mod tests {
                 (MAX_P99, "250ms"),
                 (MAX_PSI, "off"),
                 (MIN_REQUESTS, "20"),
-                (CONSECUTIVE_BREACHES, "3"),
+                (MAX_ERROR_RATIO_INCREASE, "off"),
             ]),
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -231,7 +250,8 @@ mod tests {
             rules.thresholds.max_sanity_failure_ratio,
             Some(DEFAULT_MAX_SANITY_FAILURE_RATIO)
         );
-        assert_eq!((rules.min_requests, rules.consecutive_breaches), (20, 3));
+        assert_eq!(rules.min_requests, 20);
+        assert_eq!(rules.thresholds.max_error_ratio_increase, None);
     }
 
     #[test]

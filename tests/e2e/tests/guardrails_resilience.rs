@@ -1,5 +1,9 @@
 //! Rollback under an unreliable or unwilling API server, and with several replicas of
 //! the canary racing to write.
+//!
+//! With the per-revision judgement, the replicas elect one judge (a Lease) that reads
+//! the others' counts, so "racing" is now the election's job; conditional writes still
+//! guard every write.
 
 mod guardrails_support;
 
@@ -23,18 +27,27 @@ async fn three_replicas_racing_make_exactly_one_effective_write() {
     // All three reach the minimum count at about the same time.
     let client = reqwest::Client::new();
     let urls: Vec<String> = replicas.iter().map(Sidecar::url).collect();
-    futures::future::join_all(urls.iter().map(|u| load(&client, u, 50))).await;
+    futures::future::join_all(urls.iter().map(|u| load(&client, u, 20))).await;
     wait_rolled_back(&cluster).await;
-    // Every replica has judged the breach and finished its attempt.
+    // One replica holds the revision's judge Lease; the others publish their counts.
+    let mut judges = 0.0;
+    let mut followers = 0.0;
     for r in &replicas {
-        eventually("each replica saw the breach", WAIT, || async {
-            (r.metric("guardrail_evaluations_total", "verdict=\"breach\"")
-                .await
-                >= 1.0)
-                .then_some(())
-        })
-        .await;
+        judges += r
+            .metric("guardrail_judge_standing", "standing=\"judge\"")
+            .await;
+        followers += r
+            .metric("guardrail_judge_standing", "standing=\"follower\"")
+            .await;
     }
+    assert_eq!((judges, followers), (1.0, 2.0));
+    let lease = cluster
+        .emu
+        .get("leases", "default", &format!("guardrail-judge-{CANARY}"))
+        .expect("the judge Lease");
+    assert!(replicas
+        .iter()
+        .any(|r| lease["spec"]["holderIdentity"] == json!(r.pod)));
     let writes = cluster.guardrail_writes("/services/m");
     assert_eq!(writes.len(), 1, "one effective write: {writes:?}");
     let mut written = 0.0;

@@ -1,6 +1,6 @@
 //! Validation the API server applies to the built-in kinds we serve, where a client
 //! could get it wrong: `events.k8s.io/v1` Events (what `kube::runtime::events::Recorder`
-//! writes).
+//! writes) and `coordination.k8s.io/v1` Leases (the sidecars' judge election).
 
 use serde_json::Value;
 
@@ -14,7 +14,33 @@ pub fn validate(kind: &Kind, obj: &Value) -> Vec<Cause> {
     if kind.group == "events.k8s.io" && kind.kind == "Event" {
         return validate_event(obj);
     }
+    if kind.group == "coordination.k8s.io" && kind.kind == "Lease" {
+        return validate_lease(obj);
+    }
     Vec::new()
+}
+
+/// What the API server's Lease validation checks (`pkg/apis/coordination/validation`):
+/// durations positive, transitions non-negative.
+fn validate_lease(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+    let int = |f: &str| spec.get(f).and_then(Value::as_i64);
+    if int("leaseDurationSeconds").is_some_and(|d| d <= 0) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: "must be greater than 0".into(),
+            field: "spec.leaseDurationSeconds".into(),
+        });
+    }
+    if int("leaseTransitions").is_some_and(|t| t < 0) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: "must be greater than or equal to 0".into(),
+            field: "spec.leaseTransitions".into(),
+        });
+    }
+    causes
 }
 
 fn validate_event(obj: &Value) -> Vec<Cause> {

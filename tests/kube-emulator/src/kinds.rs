@@ -117,6 +117,11 @@ impl Kinds {
                 ..core("Event", "events", "event", true, false)
             },
         ];
+        // Leases: the sidecars elect one judge per canary revision.
+        all.push(Kind {
+            group: "coordination.k8s.io",
+            ..core("Lease", "leases", "lease", true, false)
+        });
         for (kind, plural, singular) in [
             (
                 "ValidatingWebhookConfiguration",

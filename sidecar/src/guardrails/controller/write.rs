@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Controller, Outcome};
 use crate::guardrails::{
-    api::ApiError,
+    api::{ApiError, Cluster},
     knative::TrafficError,
     view::{Action, View, Write},
 };
 
-impl Controller {
+impl<A: Cluster> Controller<A> {
     /// Computes a write from the freshest view and sends it: 409 → re-read and
     /// recompute (at most `max_conflicts` times); 5xx/timeouts/resets → retry with
     /// jittered exponential backoff until done or shutdown; 403 → stop and pause.

@@ -198,6 +198,10 @@ pub enum Mode {
     Drift = 4,
     /// Latencies spread over 10..180 ms and 2% errors: healthy but noisy.
     Noisy = 5,
+    /// Fast, 4% errors (every 25th request).
+    Errors4 = 6,
+    /// Fast, 0.5% errors (every 200th request).
+    Errors05 = 7,
 }
 
 /// A model-server stand-in whose behaviour tests switch at run time.
@@ -246,6 +250,8 @@ impl Upstream {
                             body(200, r#"{"predictions":[0.3]}"#)
                         }
                     }
+                    6 if count.is_multiple_of(25) => body(500, r#"{"error":"transient"}"#),
+                    7 if count.is_multiple_of(200) => body(500, r#"{"error":"transient"}"#),
                     _ if odd => body(200, r#"{"predictions":[0.7]}"#),
                     _ => body(200, r#"{"predictions":[0.3]}"#),
                 }
@@ -269,6 +275,8 @@ pub struct Sidecar {
     pub child: ChildGuard,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The Pod registered for it in the emulator (what the revision's judge lists).
+    pub pod: String,
 }
 
 /// Guardrails config for tests: re-read the Service often so step changes are seen
@@ -293,6 +301,7 @@ impl Sidecar {
         let program = std::env::var_os("GUARDRAIL_SIDECAR_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| bin("guardrail-sidecar"));
+        let pod = format!("{revision}-deployment-7d9f-{}", uuid_like());
         let mut cmd = Command::new(program);
         cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(["--upstream", &upstream.url()])
@@ -304,7 +313,7 @@ impl Sidecar {
             .env("K_REVISION", revision)
             .env("K_CONFIGURATION", service)
             .env("POD_NAMESPACE", NS)
-            .env("POD_NAME", format!("{revision}-deployment-{}", uuid_like()))
+            .env("POD_NAME", &pod)
             .env(
                 "RUST_LOG",
                 std::env::var("GUARDRAIL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -314,11 +323,23 @@ impl Sidecar {
             proxy,
             admin,
         } = SidecarProcess::spawn(&mut cmd);
+        register_pod(cluster, &pod, service, revision, admin);
         Sidecar {
             child,
             proxy,
             admin,
+            pod,
         }
+    }
+
+    /// `/guardrails` of this sidecar.
+    pub async fn guardrails(&self) -> Value {
+        reqwest::get(format!("http://{}/guardrails", self.admin))
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("JSON")
     }
 
     pub fn url(&self) -> String {
@@ -341,6 +362,43 @@ impl Sidecar {
         })
         .await;
     }
+}
+
+/// The Pod Knative would have made for a sidecar: the revision's label, owned by the
+/// revision's ReplicaSet, the admin port named `guardrail-admin`, on loopback.
+pub fn register_pod(
+    cluster: &Cluster,
+    name: &str,
+    service: &str,
+    revision: &str,
+    admin: SocketAddr,
+) {
+    cluster
+        .emu
+        .put(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "labels": {
+                    "serving.knative.dev/revision": revision,
+                    "serving.knative.dev/service": service,
+                },
+                "ownerReferences": [{
+                    "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": format!("{revision}-deployment-7d9f"), "uid": format!("rs-{revision}"),
+                    "controller": true,
+                }],
+            },
+            "spec": { "containers": [{
+                "name": "guardrail-sidecar",
+                "image": "registry.example/guardrail-sidecar@sha256:00",
+                "ports": [{ "name": "guardrail-admin", "containerPort": admin.port() }],
+            }]},
+            "status": { "phase": "Running", "podIP": admin.ip().to_string() },
+        }))
+        .expect("register the pod");
 }
 
 pub fn metric(text: &str, name: &str, label: &str) -> f64 {
