@@ -8,6 +8,7 @@
 //! - `verdict`: every guardrail's test, the α split, the revision's verdict.
 
 pub mod sequential;
+pub mod simulate;
 pub mod step;
 pub mod summary;
 pub mod verdict;

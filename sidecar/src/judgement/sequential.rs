@@ -28,7 +28,7 @@
 //! far-off alternatives, so a total failure is found in about three requests.
 
 /// Odds ratios and weights of the breach-side alternatives (rate above the null).
-const BREACH: [(f64, f64); 7] = [
+pub const BREACH: [(f64, f64); 7] = [
     (1.5, 0.15),
     (2.0, 0.30),
     (2.5, 0.15),
@@ -39,7 +39,7 @@ const BREACH: [(f64, f64); 7] = [
 ];
 
 /// Odds ratios (divisors) and weights of the healthy-side alternatives (rate below).
-const HEALTHY: [(f64, f64); 5] = [
+pub const HEALTHY: [(f64, f64); 5] = [
     (1.5, 0.15),
     (2.0, 0.30),
     (4.0, 0.25),
@@ -105,6 +105,17 @@ fn log_sum_exp(xs: impl Iterator<Item = f64> + Clone) -> f64 {
 
 /// True when the test of `side` against `p0` rejects at level `alpha`.
 pub fn rejects(side: Side, n: u64, k: u64, p0: f64, alpha: f64) -> bool {
+    // Shortcut: when the observed rate lies on the null's side, every term is
+    // exp(−n·KL(·)) ≤ 1 at most (the exponent is monotone in k/n), so Λ ≤ 1 and no
+    // α < 1 can reject. It saves the exponentials for most looks of a healthy canary.
+    let observed = if n == 0 { p0 } else { k as f64 / n as f64 };
+    let hopeless = match side {
+        Side::Above => observed <= p0,
+        Side::Below => observed >= p0,
+    };
+    if hopeless && alpha < 1.0 && p0 > 0.0 && p0 < 1.0 {
+        return false;
+    }
     log_mixture(side, n, k, p0) >= threshold(alpha)
 }
 

@@ -242,7 +242,9 @@ fn optional_resources_match_what_they_point_at() {
         json!([
             {"apiGroups": ["serving.knative.dev"], "resources": ["services"], "verbs": ["get", "patch"]},
             {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "patch"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
         ])
     );
     let flags = rendered.flags();

@@ -68,3 +68,21 @@ fn more_needed_points_at_the_decision() {
     assert!(!rejects(Side::Below, 10 + n - 1, 0, 0.05, 0.05));
     assert_eq!(more_needed(Side::Above, 100, 1, 0.05, 0.01), None);
 }
+
+#[test]
+fn the_shortcut_agrees_with_the_full_computation() {
+    for n in [1u64, 7, 50, 400] {
+        for k in 0..=n {
+            for p0 in [0.01, 0.05, 0.3] {
+                for side in [Side::Above, Side::Below] {
+                    let full = log_mixture(side, n, k, p0) >= threshold(0.01);
+                    assert_eq!(
+                        rejects(side, n, k, p0, 0.01),
+                        full,
+                        "{side:?} n={n} k={k} p0={p0}"
+                    );
+                }
+            }
+        }
+    }
+}
