@@ -9,8 +9,9 @@
 //! predecessor had seen), so the Lease counts the judges of the current step
 //! (`guardrail.dev/judge-generation`) and the g-th spends its share of the error budgets:
 //! 0.9 for the first, then 0.1/((g−1)g) — together at most the whole budget.
-//! Without the Lease (403, or the kind not served) each pod judges alone on its own
-//! traffic and spends 1/`soloJudges` of the budgets.
+//! Without the Lease (403, or the kind not served), and while its state is unknown (the
+//! API unreachable), each pod judges alone on its own traffic and spends 1/`soloJudges`
+//! of the budgets.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -49,8 +50,10 @@ impl Standing {
                 let g = f64::from(*generation);
                 0.1 / ((g - 1.0) * g)
             }
-            Self::Solo { .. } => 1.0 / f64::from(solo_judges.max(1)),
-            Self::Unknown | Self::Follower { .. } => 0.0,
+            // Not knowing (API down, Lease not settled) must not stop detection: judge
+            // alone, at the solo share, until the Lease answers; writes stay conditional.
+            Self::Solo { .. } | Self::Unknown => 1.0 / f64::from(solo_judges.max(1)),
+            Self::Follower { .. } => 0.0,
         }
     }
 
@@ -105,9 +108,15 @@ impl Election {
     /// at once when the step changed while judging). `step` is the current step's key.
     pub async fn tick<C: Cluster>(&mut self, api: &C, step: &str, now: Instant) -> &Standing {
         let step_changed = self.step != step;
+        // Retry quickly while the standing is unknown (an outage, a lost race).
+        let period = if self.standing == Standing::Unknown {
+            (self.duration / 3).min(Duration::from_secs(1))
+        } else {
+            self.duration / 3
+        };
         let due = self
             .last_attempt
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.duration / 3);
+            .is_none_or(|t| now.saturating_duration_since(t) >= period);
         let judging = matches!(self.standing, Standing::Judge { .. });
         if !(due || (step_changed && judging)) || matches!(self.standing, Standing::Solo { .. }) {
             return &self.standing;

@@ -107,6 +107,31 @@ pub struct Finding {
     pub note: String,
 }
 
+impl Finding {
+    /// A finding without bound, baseline or note yet.
+    fn new(
+        guardrail: Guardrail,
+        state: State,
+        requests: u64,
+        observed: f64,
+        limit: f64,
+        alpha: f64,
+    ) -> Self {
+        Self {
+            guardrail,
+            state,
+            requests,
+            observed,
+            limit,
+            baseline: None,
+            bound: None,
+            alpha,
+            more_needed: None,
+            note: String::new(),
+        }
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -320,18 +345,7 @@ fn rate(
 ) -> Finding {
     let (n, k) = now.get(g);
     let cumulative_alpha = share * 0.75;
-    let mut f = Finding {
-        guardrail: g,
-        state: State::Undecided,
-        requests: n,
-        observed: ratio(k, n),
-        limit,
-        baseline: None,
-        bound: None,
-        alpha: cumulative_alpha,
-        more_needed: None,
-        note: String::new(),
-    };
+    let mut f = Finding::new(g, State::Undecided, n, ratio(k, n), limit, cumulative_alpha);
     if g == Guardrail::P99 {
         f.note = format!("share of requests slower than the p99 limit (limit {P99_SHARE})");
     }
@@ -385,18 +399,14 @@ fn rate(
 /// the allowed increase (each bound at half the share: a union bound).
 fn error_increase(evidence: &Evidence<'_>, limit: f64, share: f64, budget: &Budget) -> Finding {
     let c = (evidence.canary.requests, evidence.canary.errors);
-    let mut f = Finding {
-        guardrail: Guardrail::ErrorRatioIncrease,
-        state: State::Skipped,
-        requests: c.0,
-        observed: ratio(c.1, c.0),
+    let mut f = Finding::new(
+        Guardrail::ErrorRatioIncrease,
+        State::Skipped,
+        c.0,
+        ratio(c.1, c.0),
         limit,
-        baseline: None,
-        bound: None,
-        alpha: share,
-        more_needed: None,
-        note: String::new(),
-    };
+        share,
+    );
     let Some(stable) = evidence.stable.filter(|s| s.requests > 0) else {
         f.note = "no baseline: the stable revision has no data for this step".into();
         return f;
@@ -456,18 +466,14 @@ fn last_true(n: u64, pred: impl Fn(u64) -> bool) -> Option<u64> {
 fn latency_regression(evidence: &Evidence<'_>, limit: f64, share: f64, budget: &Budget) -> Finding {
     let canary = evidence.canary;
     let n = canary.timed();
-    let mut f = Finding {
-        guardrail: Guardrail::LatencyRegression,
-        state: State::Skipped,
-        requests: n,
-        observed: 0.0,
+    let mut f = Finding::new(
+        Guardrail::LatencyRegression,
+        State::Skipped,
+        n,
+        0.0,
         limit,
-        baseline: None,
-        bound: None,
-        alpha: share,
-        more_needed: None,
-        note: String::new(),
-    };
+        share,
+    );
     let Some(stable) = evidence.stable.filter(|s| s.timed() > 0) else {
         f.note = "no baseline: the stable revision has no timed requests for this step".into();
         return f;
@@ -539,18 +545,7 @@ fn psi(evidence: &Evidence<'_>, limit: f64, share: f64, budget: &Budget) -> Find
     let n = evidence.canary.scores();
     let bins = counts.len().max(2);
     let n0 = (10 * bins as u64).max(50);
-    let mut f = Finding {
-        guardrail: Guardrail::Psi,
-        state: State::Undecided,
-        requests: n,
-        observed: 0.0,
-        limit,
-        baseline: None,
-        bound: None,
-        alpha: share,
-        more_needed: None,
-        note: String::new(),
-    };
+    let mut f = Finding::new(Guardrail::Psi, State::Undecided, n, 0.0, limit, share);
     let Some(reference) = evidence.psi_reference else {
         f.state = State::Skipped;
         f.note = "no score reference configured".into();
