@@ -18,9 +18,7 @@ use hyper_util::{
 };
 use serde::Serialize;
 
-use crate::{
-    guardrails::Local, identity::Identity, metrics::Metrics, window::Snapshot, window::Window,
-};
+use crate::{guardrails::Local, identity::Identity, metrics::Metrics, window::Snapshot};
 
 /// How long `/readyz` waits for the upstream.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -32,9 +30,7 @@ pub struct Admin {
 }
 
 struct Inner {
-    identity: Identity,
     metrics: Arc<Metrics>,
-    window: Arc<Window>,
     upstream: String,
     upstream_host: String,
     readiness_path: Option<String>,
@@ -62,9 +58,7 @@ impl Admin {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                identity: local.identity.clone(),
                 metrics,
-                window: local.window().clone(),
                 upstream: upstream.trim_end_matches('/').to_string(),
                 upstream_host,
                 readiness_path,
@@ -78,7 +72,7 @@ impl Admin {
     pub async fn handle<B>(&self, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
         let inner = &self.inner;
         let response = match req.uri().path() {
-            "/metrics" => match inner.metrics.encode(&inner.window.snapshot()) {
+            "/metrics" => match inner.metrics.encode(&inner.local.window().snapshot()) {
                 Ok(text) => with_type(
                     text.into(),
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -92,8 +86,8 @@ impl Admin {
             "/readyz" => self.ready().await,
             "/guardrails" => {
                 let body = GuardrailsBody {
-                    identity: &inner.identity,
-                    window: inner.window.snapshot(),
+                    identity: &inner.local.identity,
+                    window: inner.local.window().snapshot(),
                     verdict: inner.local.verdict(),
                 };
                 match serde_json::to_vec(&body) {

@@ -111,15 +111,9 @@ impl Sidecar {
         );
         // The guardrail loop runs beside the data path and stops with it.
         let stop_guardrails = CancellationToken::new();
-        let psi_reference = self.config.sanity.score.as_ref().map(|s| {
-            let total: f64 = s.reference.iter().sum();
-            s.reference.iter().map(|v| v / total).collect()
-        });
         let guardrails = guardrails::start(
             &self.config.guardrails,
             self.local.clone(),
-            self.window.clone(),
-            psi_reference,
             self.guardrail_metrics.clone(),
             stop_guardrails.clone(),
         )

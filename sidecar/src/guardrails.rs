@@ -32,8 +32,6 @@ pub use local::Local;
 pub use metrics::GuardrailMetrics;
 pub use thresholds::{Rules, Thresholds};
 
-use crate::window::Window;
-
 /// Starts the guardrail loop when it can run: enabled, and the revision and its
 /// Knative Service known. Kubernetes access comes from `KUBECONFIG`/`~/.kube/config`
 /// or the in-cluster service account. Without it the sidecar keeps measuring and
@@ -42,8 +40,6 @@ use crate::window::Window;
 pub async fn start(
     config: &GuardrailsConfig,
     local: Arc<Local>,
-    window: Arc<Window>,
-    psi_reference: Option<Vec<f64>>,
     metrics: GuardrailMetrics,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
@@ -72,14 +68,6 @@ pub async fn start(
     let mut identity = identity.clone();
     identity.namespace = namespace.clone();
     let api = api::KubeApi::new(client, &namespace, config.api_timeout, &identity.pod);
-    let controller = controller::Controller::new(
-        config.clone(),
-        identity,
-        local,
-        window,
-        psi_reference,
-        metrics,
-        api,
-    );
+    let controller = controller::Controller::new(config.clone(), identity, local, metrics, api);
     Some(tokio::spawn(controller.run(shutdown)))
 }

@@ -23,7 +23,7 @@ use tokio::{sync::Notify, time::Instant};
 pub use psi::population_stability_index;
 use slot::SlotData;
 
-use crate::judgement::summary::{new_histogram, Summary};
+use crate::judgement::summary::Summary;
 
 /// How a request's output sanity ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,9 +105,7 @@ impl Window {
         let n = sub_windows.max(1);
         let sub_nanos = (length.as_nanos() / n as u128).max(1) as u64;
         let bins = score_reference.map_or(0, |(edges, _)| edges.len() + 1);
-        let slots = (0..n)
-            .map(|_| Mutex::new(SlotData::new(new_histogram(), bins)))
-            .collect();
+        let slots = (0..n).map(|_| Mutex::new(SlotData::new(bins))).collect();
         let reference = score_reference.map(|(edges, reference)| {
             let total: f64 = reference.iter().sum();
             (
@@ -133,6 +131,11 @@ impl Window {
     pub fn with_warmup(mut self, warmup: Duration) -> Self {
         self.warm_from = self.origin + warmup;
         self
+    }
+
+    /// The drift reference as normalised shares per bin (`sanity.score`), if any.
+    pub fn psi_reference(&self) -> Option<&[f64]> {
+        self.reference.as_ref().map(|(_, shares)| shares.as_slice())
     }
 
     /// Everything recorded since start: this pod's evidence.
@@ -174,33 +177,10 @@ impl Window {
             slot.rotate_to(epoch);
             slot.record(outcome, bin_of);
         }
-        {
-            let mut ledger = self
-                .ledger
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            ledger.requests += 1;
-            ledger.errors += u64::from(outcome.error);
-            match outcome.sanity {
-                SanityOutcome::Passed => ledger.sanity_checked += 1,
-                SanityOutcome::Failed => {
-                    ledger.sanity_checked += 1;
-                    ledger.sanity_failures += 1;
-                }
-                SanityOutcome::NotApplicable | SanityOutcome::Unchecked => {}
-            }
-            if now >= self.warm_from {
-                let micros = u64::try_from(outcome.latency.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                ledger.latency.saturating_record(micros);
-            }
-            for score in outcome.scores {
-                if let Some(bin) = bin_of(*score) {
-                    ledger.score_bins[bin] += 1;
-                }
-            }
-        }
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record(outcome, bin_of, now >= self.warm_from);
         self.completions.fetch_add(1, Ordering::Release);
         self.completed.notify_one();
     }
@@ -222,10 +202,7 @@ impl Window {
         let current = self.epoch(now);
         let n = self.slots.len() as u64;
         let oldest = current.saturating_sub(n - 1);
-        let mut merged = SlotData::new(
-            new_histogram(),
-            self.reference.as_ref().map_or(0, |(e, _)| e.len() + 1),
-        );
+        let mut merged = SlotData::new(self.reference.as_ref().map_or(0, |(e, _)| e.len() + 1));
         for index in 0..self.slots.len() {
             let slot = self.lock(index);
             if slot.epoch >= oldest && slot.epoch <= current && slot.touched {
@@ -239,6 +216,8 @@ impl Window {
         let covered = elapsed.min(Duration::from_nanos(
             (n - 1) * self.sub_nanos + into_current,
         ));
+        let extras = (merged.sanity_unchecked, merged.truncated);
+        let merged = merged.summary;
         let quantile = |q: f64| {
             if merged.requests == 0 {
                 0.0
@@ -248,7 +227,7 @@ impl Window {
         };
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let psi = self.reference.as_ref().and_then(|(_, reference)| {
-            (merged.scores > 0).then(|| population_stability_index(reference, &merged.score_bins))
+            (merged.scores() > 0).then(|| population_stability_index(reference, &merged.score_bins))
         });
         Snapshot {
             window_seconds: covered.as_secs_f64(),
@@ -261,9 +240,9 @@ impl Window {
             sanity_checked: merged.sanity_checked,
             sanity_failures: merged.sanity_failures,
             sanity_failure_ratio: ratio(merged.sanity_failures, merged.sanity_checked),
-            sanity_unchecked: merged.sanity_unchecked,
-            truncated: merged.truncated,
-            scores: merged.scores,
+            sanity_unchecked: extras.0,
+            truncated: extras.1,
+            scores: merged.scores(),
             psi,
         }
     }

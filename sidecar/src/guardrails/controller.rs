@@ -6,6 +6,7 @@
 //! undecided. It only reads the window and the ledger, so the proxy never waits on it.
 
 use std::{
+    collections::BTreeMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -19,7 +20,7 @@ use super::{
     config::{DeadlineAction, GuardrailsConfig},
     knative::Role,
     lease::{Election, Standing},
-    local::Local,
+    local::{Local, Published},
     metrics::GuardrailMetrics,
     peers::Scraper,
     promotion, records,
@@ -32,9 +33,8 @@ use crate::{
     identity::Identity,
     judgement::{
         step::{Cohort, StepEvidence},
-        verdict::{self, Budget, Evidence, Judgement, State},
+        verdict::{self, Budget, Counts, Evidence, Judgement, State},
     },
-    window::Window,
 };
 
 mod write;
@@ -73,17 +73,26 @@ struct Cohorts {
     at: Option<Instant>,
 }
 
+/// One read of the Service, parsed once: annotations, the rules they set, and this
+/// revision's role.
+struct ServiceRead {
+    view: View,
+    at: Instant,
+    annotations: BTreeMap<String, String>,
+    rules: Rules,
+    role: Option<Role>,
+}
+
 /// The running guardrails of one revision.
 pub struct Controller<A: Cluster> {
     config: GuardrailsConfig,
     identity: Identity,
-    window: Arc<Window>,
     local: Arc<Local>,
     metrics: GuardrailMetrics,
     api: A,
     base: Rules,
-    psi_reference: Option<Vec<f64>>,
-    view: Option<(View, Instant)>,
+    /// The Service as last read, with what every evaluation needs from it.
+    view: Option<ServiceRead>,
     refresh_failed_at: Option<Instant>,
     paused_until: Option<Instant>,
     /// Annotation problems already reported, so a bad value logs once.
@@ -103,8 +112,6 @@ impl<A: Cluster> Controller<A> {
         config: GuardrailsConfig,
         identity: Identity,
         local: Arc<Local>,
-        window: Arc<Window>,
-        psi_reference: Option<Vec<f64>>,
         metrics: GuardrailMetrics,
         api: A,
     ) -> Self {
@@ -122,12 +129,10 @@ impl<A: Cluster> Controller<A> {
             scraper: Scraper::new(config.peer_timeout),
             config,
             identity,
-            window,
             local,
             metrics,
             api,
             base,
-            psi_reference,
             view: None,
             refresh_failed_at: None,
             paused_until: None,
@@ -155,7 +160,7 @@ impl<A: Cluster> Controller<A> {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
-                () = self.window.completed() => {
+                () = self.local.window().completed() => {
                     // Bound the evaluation rate under heavy traffic.
                     let next = last + self.config.min_gap;
                     if Instant::now() < next {
@@ -177,21 +182,23 @@ impl<A: Cluster> Controller<A> {
             self.refresh().await;
         }
         let Some(role) = self.role() else {
-            self.local
-                .publish(json!({ "state": "not judging", "why": "the Service is not read yet" }));
+            self.not_judging("the Service is not read yet".into());
             return;
         };
         let Role::Canary { percent, stable } = role else {
             self.step = None;
             self.metrics.evaluation("not_canary");
             self.metrics.standing("none");
-            self.local.publish(json!({
-                "state": "not judging",
-                "why": format!("revision {} is {:?} in its Service: only canaries are judged", self.identity.revision, role),
-            }));
+            self.not_judging(format!(
+                "revision {} is {role:?} in its Service: only canaries are judged",
+                self.identity.revision
+            ));
             return;
         };
-        let rules = self.rules();
+        let rules = self
+            .view
+            .as_ref()
+            .map_or_else(|| self.base.clone(), |r| r.rules.clone());
         let (key, started_wall) = self.step_key(percent);
         if self.step.as_ref().map(StepEvidence::key) != Some(key.as_str()) {
             tracing::info!(step = %key, "judging a new step");
@@ -213,27 +220,21 @@ impl<A: Cluster> Controller<A> {
             .clone();
         self.metrics.standing(standing.label());
         let share = standing.budget_share(self.config.solo_judges);
+        // Every other standing judges (at its share of the budgets).
         if let Standing::Follower { holder } = &standing {
             self.metrics.evaluation("follower");
-            self.local.publish(json!({
-                "state": "not judging",
-                "why": format!("pod {holder} judges revision {}", self.identity.revision),
-            }));
-            return;
-        }
-        if share <= 0.0 {
-            self.metrics.evaluation("not_judging");
-            self.local.publish(
-                json!({ "state": "not judging", "why": "the judge Lease is not settled yet" }),
-            );
+            self.not_judging(format!(
+                "pod {holder} judges revision {}",
+                self.identity.revision
+            ));
             return;
         }
         self.gather(&standing, &stable, evaluated_at).await;
         let Some(step) = self.step.as_mut() else {
             return;
         };
-        step.checkpoint(evaluated_at, &rules.thresholds);
         let canary = step.totals(Cohort::Canary);
+        step.checkpoint(evaluated_at, Counts::of(&canary, &rules.thresholds));
         let stable_totals = step
             .has(Cohort::Stable)
             .then(|| step.totals(Cohort::Stable));
@@ -248,7 +249,7 @@ impl<A: Cluster> Controller<A> {
                 stable: stable_totals.as_ref(),
                 checkpoints: step.checkpoints(),
                 elapsed: step.elapsed(evaluated_at),
-                psi_reference: self.psi_reference.as_deref(),
+                psi_reference: self.local.window().psi_reference(),
             },
             &rules.thresholds,
             &budget,
@@ -258,7 +259,7 @@ impl<A: Cluster> Controller<A> {
             judgement.state = State::Undecided;
         }
         let notes = self.notes(&standing, share);
-        self.record(&judgement, &notes, step_started(started_wall));
+        self.record(&judgement, notes, started_wall);
         if self.paused_until.is_some_and(|t| Instant::now() < t) {
             return;
         }
@@ -280,7 +281,7 @@ impl<A: Cluster> Controller<A> {
     async fn gather(&mut self, standing: &Standing, stable: &str, now: Instant) {
         let own = self.local.report();
         if let Some(step) = self.step.as_mut() {
-            step.observe(Cohort::Canary, &own);
+            step.observe(Cohort::Canary, own);
         }
         if matches!(standing, Standing::Solo { .. }) {
             self.peers.unknown = Some("judging alone: no Lease, so no peers".into());
@@ -329,7 +330,7 @@ impl<A: Cluster> Controller<A> {
         ] {
             for r in reports {
                 match r {
-                    Ok(report) => step.observe(cohort, &report),
+                    Ok(report) => step.observe(cohort, report),
                     Err(e) => {
                         self.metrics.peer_error(e.reason());
                         tracing::debug!(error = %e, "peer summary missing");
@@ -341,6 +342,11 @@ impl<A: Cluster> Controller<A> {
             }
         }
         self.peers.missing = missing;
+    }
+
+    /// What `/guardrails` shows while this pod does not judge.
+    fn not_judging(&self, why: String) {
+        self.local.publish(Published::NotJudging { why });
     }
 
     fn notes(&self, standing: &Standing, share: f64) -> Vec<String> {
@@ -371,7 +377,7 @@ impl<A: Cluster> Controller<A> {
         let recorded = self
             .view
             .as_ref()
-            .and_then(|(v, _)| records::step_started_at(&v.annotations(), revision, percent));
+            .and_then(|r| records::step_started_at(&r.annotations, revision, percent));
         match recorded {
             Some(t) => (format!("{revision}/{percent}/{}", records::rfc3339(t)), t),
             None => {
@@ -385,7 +391,7 @@ impl<A: Cluster> Controller<A> {
         }
     }
 
-    fn record(&self, judgement: &Judgement, notes: &[String], started: String) {
+    fn record(&self, judgement: &Judgement, notes: Vec<String>, step_started: SystemTime) {
         self.metrics.evaluation(judgement.state.as_str());
         for f in &judgement.findings {
             self.metrics.verdict(f.guardrail.as_str(), f.state.as_str());
@@ -395,14 +401,11 @@ impl<A: Cluster> Controller<A> {
                 self.metrics.verdict(g.as_str(), "off");
             }
         }
-        self.local.publish(json!({
-            "state": judgement.state.as_str(),
-            "revision": self.identity.revision,
-            "stepStarted": started,
-            "findings": judgement.findings,
-            "notes": notes,
-            "summary": judgement.describe(),
-        }));
+        self.local.publish(Published::Judged {
+            judgement: judgement.clone(),
+            notes,
+            step_started,
+        });
         tracing::debug!(state = judgement.state.as_str(), verdict = %judgement.describe(), "judged");
     }
 
@@ -442,13 +445,9 @@ impl<A: Cluster> Controller<A> {
         judgement: &Judgement,
         shutdown: &CancellationToken,
     ) {
-        let annotations = self
-            .view
-            .as_ref()
-            .map(|(v, _)| v.annotations())
-            .unwrap_or_default();
+        let Some(read) = &self.view else { return };
         let (deadline, action) = records::deadline(
-            &annotations,
+            &read.annotations,
             self.config.decision_deadline,
             self.config.deadline_action,
         );
@@ -495,8 +494,8 @@ impl<A: Cluster> Controller<A> {
     }
 
     async fn note_event(&self, reason: &str, note: String, warning: bool) {
-        let Some((view, _)) = &self.view else { return };
-        let (subject, obj) = view.subject();
+        let Some(read) = &self.view else { return };
+        let (subject, obj) = read.view.subject();
         if let Err(e) = self.api.event(subject, obj, warning, reason, note).await {
             self.metrics.api_error(e.reason());
             tracing::warn!(error = %e, "cannot record the Event");
@@ -506,7 +505,7 @@ impl<A: Cluster> Controller<A> {
     fn stale(&self) -> bool {
         self.view
             .as_ref()
-            .is_none_or(|(_, at)| at.elapsed() >= self.config.refresh)
+            .is_none_or(|r| r.at.elapsed() >= self.config.refresh)
     }
 
     /// Re-reads the Service; after a failure, not again before `interval` has passed
@@ -534,43 +533,48 @@ impl<A: Cluster> Controller<A> {
         }
     }
 
+    /// Takes a new read of the Service: parses its annotations, rules and this
+    /// revision's role once (bad annotations are reported once).
     fn set_view(&mut self, view: View) {
-        if let Ok(traffic) = super::knative::resolve(&view.service) {
-            let mine = super::knative::percent_of(&traffic, &self.identity.revision);
-            let share = match (&view.isvc, view.role(&self.identity.revision)) {
-                (Some(_), Ok(Role::Canary { percent, .. })) => percent,
-                _ => mine,
-            };
-            self.metrics.traffic_percent(share as f64);
-        }
-        self.view = Some((view, Instant::now()));
-    }
-
-    fn rules(&mut self) -> Rules {
-        let Some((view, _)) = &self.view else {
-            return self.base.clone();
-        };
-        let (rules, errors) = Rules::with_overrides(&self.base, &view.annotations());
+        let annotations = view.annotations();
+        let (rules, errors) = Rules::with_overrides(&self.base, &annotations);
         for e in errors {
-            let text = e.to_string();
-            if !self.reported.contains(&text) {
-                self.metrics.annotation_error();
-                tracing::warn!(service = %self.identity.service, "{text}");
-                self.reported.push(text);
-            }
+            self.report_once(e.to_string());
         }
-        rules
-    }
-
-    fn role(&self) -> Option<Role> {
-        let (view, _) = self.view.as_ref()?;
-        match view.role(&self.identity.revision) {
+        let role = match view.role(&self.identity.revision) {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::debug!(error = %e, "traffic not resolvable yet");
                 None
             }
+        };
+        if let Ok(traffic) = super::knative::resolve(&view.service) {
+            let share = match (&view.isvc, &role) {
+                (Some(_), Some(Role::Canary { percent, .. })) => *percent,
+                _ => super::knative::percent_of(&traffic, &self.identity.revision),
+            };
+            self.metrics.traffic_percent(share as f64);
         }
+        self.view = Some(ServiceRead {
+            view,
+            at: Instant::now(),
+            annotations,
+            rules,
+            role,
+        });
+    }
+
+    /// Logs and counts an annotation problem the first time it is seen.
+    fn report_once(&mut self, text: String) {
+        if !self.reported.contains(&text) {
+            self.metrics.annotation_error();
+            tracing::warn!(service = %self.identity.service, "{text}");
+            self.reported.push(text);
+        }
+    }
+
+    fn role(&self) -> Option<Role> {
+        self.view.as_ref()?.role.clone()
     }
 
     async fn promote(
@@ -579,20 +583,16 @@ impl<A: Cluster> Controller<A> {
         shutdown: &CancellationToken,
         without_evidence: bool,
     ) {
-        let Some((view, _)) = &self.view else { return };
-        let steps = match Steps::from_annotations(&view.annotations(), self.config.step_duration) {
+        let Some(read) = &self.view else { return };
+        let steps = match Steps::from_annotations(&read.annotations, self.config.step_duration) {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {
-                let text = e.to_string();
-                if !self.reported.contains(&text) {
-                    self.metrics.annotation_error();
-                    tracing::warn!(service = %self.identity.service, "{text}; no promotion");
-                    self.reported.push(text);
-                }
+                self.report_once(format!("{e}; no promotion"));
                 return;
             }
         };
+        let view = &read.view;
         let revision = self.identity.revision.clone();
         let detail = if without_evidence {
             json!({ "state": "promoted without evidence at the decision deadline", "findings": judgement.findings }).to_string()
@@ -620,8 +620,4 @@ impl<A: Cluster> Controller<A> {
 /// The compact verdict written beside a rollback or promotion (`guardrail.dev/verdict`).
 fn verdict_annotation(judgement: &Judgement) -> String {
     json!({ "state": judgement.state.as_str(), "findings": judgement.findings }).to_string()
-}
-
-fn step_started(t: SystemTime) -> String {
-    records::rfc3339(t)
 }

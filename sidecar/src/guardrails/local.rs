@@ -7,9 +7,28 @@ use std::{
     time::SystemTime,
 };
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::{identity::Identity, judgement::step::PeerReport, window::Window};
+use crate::{
+    guardrails::records,
+    identity::Identity,
+    judgement::{step::PeerReport, Judgement},
+    window::Window,
+};
+
+/// What `/guardrails` shows of the judgement: kept typed, rendered when asked (the
+/// loop publishes on every evaluation, the endpoint is read rarely).
+#[derive(Debug, Clone)]
+pub enum Published {
+    NotJudging {
+        why: String,
+    },
+    Judged {
+        judgement: Judgement,
+        notes: Vec<String>,
+        step_started: SystemTime,
+    },
+}
 
 /// Shared by the admin endpoints and the guardrail loop.
 pub struct Local {
@@ -17,7 +36,7 @@ pub struct Local {
     pub started_unix_ms: u64,
     pub identity: Identity,
     window: Arc<Window>,
-    verdict: Mutex<Value>,
+    verdict: Mutex<Published>,
 }
 
 impl Local {
@@ -31,7 +50,9 @@ impl Local {
             started_unix_ms,
             identity,
             window,
-            verdict: Mutex::new(serde_json::json!({ "state": "not judging yet" })),
+            verdict: Mutex::new(Published::NotJudging {
+                why: "not judged yet".into(),
+            }),
         }
     }
 
@@ -50,14 +71,31 @@ impl Local {
         }
     }
 
-    pub fn publish(&self, verdict: Value) {
+    pub fn publish(&self, verdict: Published) {
         *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = verdict;
     }
 
+    /// The latest verdict as `/guardrails` serves it.
     pub fn verdict(&self) -> Value {
-        self.verdict
+        let published = self
+            .verdict
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        match published {
+            Published::NotJudging { why } => json!({ "state": "not judging", "why": why }),
+            Published::Judged {
+                judgement,
+                notes,
+                step_started,
+            } => json!({
+                "state": judgement.state.as_str(),
+                "revision": self.identity.revision,
+                "stepStarted": records::rfc3339(step_started),
+                "summary": judgement.describe(),
+                "findings": judgement.findings,
+                "notes": notes,
+            }),
+        }
     }
 }

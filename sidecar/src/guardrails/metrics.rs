@@ -3,6 +3,7 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::judgement::verdict::{Guardrail, State};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -41,25 +42,14 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
-const VERDICTS: [&str; 7] = [
-    "breach",
-    "healthy",
-    "undecided",
-    "follower",
-    "not_canary",
-    "not_judging",
-    "skipped",
-];
-const GUARDRAILS: [&str; 6] = [
-    "error_ratio",
-    "sanity_failure_ratio",
-    "p99",
-    "psi",
-    "error_ratio_increase",
-    "latency_regression",
-];
-const STATES: [&str; 5] = ["breach", "healthy", "undecided", "skipped", "off"];
+/// Overall verdicts of a judgement, and why a pod did not judge.
+const VERDICTS: [&str; 5] = ["breach", "healthy", "undecided", "follower", "not_canary"];
 const STANDINGS: [&str; 5] = ["judge", "follower", "solo", "unknown", "none"];
+
+/// A guardrail's states, plus `off` for a disabled one.
+fn states() -> impl Iterator<Item = &'static str> {
+    State::ALL.into_iter().map(State::as_str).chain(["off"])
+}
 
 /// Handles for the guardrail loop; cheap to clone.
 #[derive(Clone, Debug)]
@@ -102,9 +92,9 @@ impl GuardrailMetrics {
         for verdict in VERDICTS {
             let _ = m.evaluations.get_or_create(&VerdictLabel { verdict });
         }
-        for guardrail in GUARDRAILS {
+        for guardrail in Guardrail::ALL.map(Guardrail::as_str) {
             let _ = m.breached.get_or_create(&GuardrailLabel { guardrail });
-            for state in STATES {
+            for state in states() {
                 let _ = m.verdict.get_or_create(&StateLabel { guardrail, state });
             }
         }
@@ -126,7 +116,7 @@ impl GuardrailMetrics {
         }
         registry.register(
             "evaluations",
-            "Guardrail evaluations by verdict (breach, healthy, undecided; follower, not_canary, not_judging when this pod does not judge)",
+            "Guardrail evaluations by verdict (breach, healthy, undecided; follower, not_canary when this pod does not judge)",
             m.evaluations.clone(),
         );
         registry.register(
@@ -191,7 +181,7 @@ impl GuardrailMetrics {
 
     /// Sets `guardrail`'s current state (and `breached`).
     pub fn verdict(&self, guardrail: &'static str, state: &'static str) {
-        for s in STATES {
+        for s in states() {
             self.verdict
                 .get_or_create(&StateLabel {
                     guardrail,

@@ -195,16 +195,22 @@ pub fn more_needed(side: Side, n: u64, k: u64, p0: f64, alpha: f64) -> Option<u6
             return None;
         }
     }
-    let mut lo = hi / 2;
+    // `extra` is false at hi/2 (the previous doubling, or no extra trials at all).
+    Some(boundary(hi / 2, hi, |m| !extra(m)) + 1)
+}
+
+/// The largest `x` in `lo..hi` for which `holds`, given that it holds at `lo`, not at
+/// `hi`, and switches once (neither end is evaluated).
+pub(crate) fn boundary(mut lo: u64, mut hi: u64, holds: impl Fn(u64) -> bool) -> u64 {
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
-        if extra(mid) {
-            hi = mid;
-        } else {
+        if holds(mid) {
             lo = mid;
+        } else {
+            hi = mid;
         }
     }
-    Some(hi)
+    lo
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! The simulation harness: seeded synthetic canary steps fed through the **real**
-//! judgement (`verdict::judge`, with checkpoints taken the way `StepEvidence` takes
-//! them), to measure false-rollback probability, detection delay and time to a healthy
-//! verdict. `guardrail-sim` prints the grid; the test suite runs a short one.
+//! judgement (`verdict::judge`, with the loop's `step::Checkpoints`), to measure
+//! false-rollback probability, detection delay and time to a healthy verdict.
+//! `guardrail-sim` prints the grid; the test suite runs a short one.
 //!
-//! Model: each simulated second, every pod serves Poisson(rate) requests, each failing
-//! with probability `p`; the judge looks once per second at the revision's cumulative
-//! counts (what it reads from the pods every `peerInterval`). A step ends at its
-//! duration or at the first breach (the rollback).
+//! Model: each simulated second, the revision's pods serve Poisson(rate × pods)
+//! requests, each failing with probability `p`; the judge looks at the revision's
+//! cumulative counts up to `LOOKS_PER_SECOND` times a second (the loop judges on
+//! completions, at most every 20 ms). A step ends at its duration or at the first
+//! breach (the rollback).
 
 use std::time::Duration;
 
@@ -15,8 +16,9 @@ use rand_distr::{Binomial, Distribution, Poisson};
 use serde::Serialize;
 
 use super::{
+    step::Checkpoints,
     summary::Summary,
-    verdict::{self, Budget, Checkpoint, Counts, Evidence, Guardrail, State},
+    verdict::{self, Budget, Counts, Evidence, Guardrail, State},
 };
 use crate::guardrails::thresholds::Thresholds;
 
@@ -113,12 +115,10 @@ pub fn run_cell(cell: Cell, steps: u32, seed: u64, settings: &Settings) -> CellR
     };
     let mut summary = Summary::new(0);
     let seconds = cell.step.as_secs();
-    let every = settings.checkpoint_every.as_secs().max(1);
     for _ in 0..steps {
         summary.requests = 0;
         summary.errors = 0;
-        let mut checkpoints: Vec<Checkpoint> = Vec::new();
-        let mut index = 0;
+        let mut checkpoints = Checkpoints::new(settings.checkpoint_every, settings.horizon);
         let mut healthy_at = None;
         for t in 1..=seconds {
             // The pods' requests in this second, summed (a sum of Poissons is Poisson),
@@ -136,7 +136,7 @@ pub fn run_cell(cell: Cell, steps: u32, seed: u64, settings: &Settings) -> CellR
                     &Evidence {
                         canary: &summary,
                         stable: None,
-                        checkpoints: &checkpoints,
+                        checkpoints: checkpoints.as_slice(),
                         elapsed: Duration::from_secs(t),
                         psi_reference: None,
                     },
@@ -161,16 +161,10 @@ pub fn run_cell(cell: Cell, steps: u32, seed: u64, settings: &Settings) -> CellR
             if breached {
                 break;
             }
-            if t % every == 0 {
-                checkpoints.push(Checkpoint {
-                    index,
-                    at: Duration::from_secs(t),
-                    counts: Counts::of(&summary, &settings.thresholds),
-                });
-                index += 1;
-                let horizon = settings.horizon.as_secs();
-                checkpoints.retain(|c| t - c.at.as_secs() <= horizon);
-            }
+            checkpoints.offer(
+                Duration::from_secs(t),
+                Counts::of(&summary, &settings.thresholds),
+            );
         }
         if let Some(h) = healthy_at {
             result.healthy_seconds.push(h);

@@ -21,7 +21,6 @@ use super::{
     summary::{Summary, WireError, WireSummary},
     verdict::{Checkpoint, Counts},
 };
-use crate::guardrails::thresholds::Thresholds;
 
 /// What one sidecar publishes on `/guardrails/summary`.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +79,6 @@ pub enum Cohort {
 }
 
 struct Tracked {
-    pod: String,
     base: Summary,
     latest: Summary,
 }
@@ -109,11 +107,7 @@ pub struct StepEvidence {
     local: String,
     canary: Pods,
     stable: Pods,
-    checkpoints: Vec<Checkpoint>,
-    next_index: u64,
-    last_checkpoint: Option<Instant>,
-    every: Duration,
-    horizon: Duration,
+    checkpoints: Checkpoints,
 }
 
 impl StepEvidence {
@@ -137,11 +131,7 @@ impl StepEvidence {
             local: local.to_string(),
             canary: Pods::default(),
             stable: Pods::default(),
-            checkpoints: Vec::new(),
-            next_index: 0,
-            last_checkpoint: None,
-            every,
-            horizon,
+            checkpoints: Checkpoints::new(every, horizon),
         }
     }
 
@@ -166,7 +156,7 @@ impl StepEvidence {
     }
 
     /// Takes a report into the step.
-    pub fn observe(&mut self, cohort: Cohort, report: &PeerReport) {
+    pub fn observe(&mut self, cohort: Cohort, report: PeerReport) {
         let started_wall = self.started_wall;
         let local = report.instance == self.local;
         let pods = self.pods(cohort);
@@ -176,41 +166,27 @@ impl StepEvidence {
         match pods.tracked.get_mut(&report.instance) {
             Some(t) => {
                 // Only a later state counts: a reordered or stale answer is dropped.
-                if report.summary.since(&t.latest).is_some() {
-                    t.latest = report.summary.clone();
+                if report.summary.is_at_least(&t.latest) {
+                    t.latest = report.summary;
                 }
             }
             None => {
                 let started =
                     SystemTime::UNIX_EPOCH + Duration::from_millis(report.started_unix_ms);
-                let bins = report.summary.score_bins.len();
                 let base = if started >= started_wall {
-                    Summary::new(bins)
+                    Summary::new(report.summary.score_bins.len())
                 } else {
                     report.summary.clone()
                 };
                 pods.tracked.insert(
-                    report.instance.clone(),
+                    report.instance,
                     Tracked {
-                        pod: report.pod.clone(),
                         base,
-                        latest: report.summary.clone(),
+                        latest: report.summary,
                     },
                 );
             }
         }
-    }
-
-    /// The pods (names) that reported into `cohort`.
-    pub fn pods_seen(&self, cohort: Cohort) -> Vec<String> {
-        let pods = match cohort {
-            Cohort::Canary => &self.canary,
-            Cohort::Stable => &self.stable,
-        };
-        let mut names: Vec<String> = pods.tracked.values().map(|t| t.pod.clone()).collect();
-        names.sort();
-        names.dedup();
-        names
     }
 
     /// The step's evidence of `cohort`: every instance's traffic since its baseline.
@@ -241,37 +217,68 @@ impl StepEvidence {
         }
     }
 
-    /// Records a checkpoint of the canary's counts when one is due, and forgets those
-    /// older than the horizon (tests from older starts only repeat the cumulative one).
-    pub fn checkpoint(&mut self, now: Instant, thresholds: &Thresholds) {
+    /// Offers a checkpoint of the canary's `counts` (taken when one is due).
+    pub fn checkpoint(&mut self, now: Instant, counts: Counts) {
+        let at = self.elapsed(now);
+        self.checkpoints.offer(at, counts);
+    }
+
+    pub fn checkpoints(&self) -> &[Checkpoint] {
+        self.checkpoints.as_slice()
+    }
+}
+
+/// The checkpoints of a step for the recent-traffic tests: one every `every` (time
+/// since the step started), kept for `horizon` (tests from older starts only repeat
+/// the cumulative one). Shared by the loop and the simulation harness.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    list: Vec<Checkpoint>,
+    next_index: u64,
+    last: Option<Duration>,
+    every: Duration,
+    horizon: Duration,
+}
+
+impl Checkpoints {
+    pub fn new(every: Duration, horizon: Duration) -> Self {
+        Self {
+            list: Vec::new(),
+            next_index: 0,
+            last: None,
+            every,
+            horizon,
+        }
+    }
+
+    /// Records `counts` at `at` when a checkpoint is due.
+    pub fn offer(&mut self, at: Duration, counts: Counts) {
         if self
-            .last_checkpoint
-            .is_some_and(|t| now.saturating_duration_since(t) < self.every)
+            .last
+            .is_some_and(|last| at.saturating_sub(last) < self.every)
         {
             return;
         }
-        let counts = Counts::of(&self.totals(Cohort::Canary), thresholds);
-        let at = self.elapsed(now);
-        self.checkpoints.push(Checkpoint {
+        self.list.push(Checkpoint {
             index: self.next_index,
             at,
             counts,
         });
         self.next_index += 1;
-        self.last_checkpoint = Some(now);
+        self.last = Some(at);
         let horizon = self.horizon;
-        self.checkpoints
-            .retain(|c| at.saturating_sub(c.at) <= horizon);
+        self.list.retain(|c| at.saturating_sub(c.at) <= horizon);
     }
 
-    pub fn checkpoints(&self) -> &[Checkpoint] {
-        &self.checkpoints
+    pub fn as_slice(&self) -> &[Checkpoint] {
+        &self.list
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guardrails::thresholds::Thresholds;
 
     fn report(instance: &str, started_ms: u64, requests: u64, errors: u64) -> PeerReport {
         let mut summary = Summary::new(0);
@@ -301,20 +308,19 @@ mod tests {
     async fn pods_started_before_the_step_count_from_first_sight_and_later_ones_from_zero() {
         let now = Instant::now();
         let mut s = step(now);
-        s.observe(Cohort::Canary, &report("old", 50_000, 40, 1));
-        s.observe(Cohort::Canary, &report("new", 150_000, 10, 2));
-        s.observe(Cohort::Canary, &report("me", 50_000, 5, 0));
+        s.observe(Cohort::Canary, report("old", 50_000, 40, 1));
+        s.observe(Cohort::Canary, report("new", 150_000, 10, 2));
+        s.observe(Cohort::Canary, report("me", 50_000, 5, 0));
         let t = s.totals(Cohort::Canary);
         assert_eq!((t.requests, t.errors), (10, 2));
-        s.observe(Cohort::Canary, &report("old", 50_000, 60, 4));
-        s.observe(Cohort::Canary, &report("me", 50_000, 9, 1));
+        s.observe(Cohort::Canary, report("old", 50_000, 60, 4));
+        s.observe(Cohort::Canary, report("me", 50_000, 9, 1));
         let t = s.totals(Cohort::Canary);
         assert_eq!((t.requests, t.errors), (10 + 20 + 4, 2 + 3 + 1));
         // A report that is not a later state (a stale or reordered one) is ignored.
-        s.observe(Cohort::Canary, &report("old", 50_000, 45, 1));
+        s.observe(Cohort::Canary, report("old", 50_000, 45, 1));
         assert_eq!(s.totals(Cohort::Canary).requests, 34);
-        assert_eq!(s.pods_seen(Cohort::Canary).len(), 3);
-        assert!(!s.has(Cohort::Stable));
+        assert!(s.has(Cohort::Canary) && !s.has(Cohort::Stable));
     }
 
     #[tokio::test(start_paused = true)]
@@ -323,11 +329,14 @@ mod tests {
         let mut s = step(now);
         let t = Thresholds::default();
         for i in 0..200u64 {
-            s.observe(Cohort::Canary, &report("me", 200_000, i, 0));
-            s.checkpoint(now + Duration::from_millis(500 * i), &t);
+            s.observe(Cohort::Canary, report("me", 200_000, i, 0));
+            let counts = Counts::of(&s.totals(Cohort::Canary), &t);
+            s.checkpoint(now + Duration::from_millis(500 * i), counts);
         }
         let c = s.checkpoints();
-        assert_eq!(c.last().expect("some").index, 99);
+        let last = c.last().expect("some");
+        // Every second (every other offer), carrying the counts offered then.
+        assert_eq!((last.index, last.counts.errors), (99, (198, 0)));
         assert!(c.len() <= 62, "{}", c.len());
         assert!(c.windows(2).all(|w| w[1].at > w[0].at));
     }

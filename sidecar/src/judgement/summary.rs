@@ -11,6 +11,8 @@ use hdrhistogram::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::window::{Outcome, SanityOutcome};
+
 /// Lowest and highest latency tracked (1 µs .. 1 h; larger values saturate) with two
 /// significant digits (≤ 1% relative error): the same bounds as the window, so every
 /// sidecar's histogram merges with every other's.
@@ -58,6 +60,42 @@ impl Summary {
         }
     }
 
+    /// Adds one completed request; its latency only when `timed` (after the warm-up).
+    /// `bin_of` maps a score to its drift bin.
+    pub fn record(&mut self, o: &Outcome<'_>, bin_of: impl Fn(f64) -> Option<usize>, timed: bool) {
+        self.requests += 1;
+        self.errors += u64::from(o.error);
+        match o.sanity {
+            SanityOutcome::Passed => self.sanity_checked += 1,
+            SanityOutcome::Failed => {
+                self.sanity_checked += 1;
+                self.sanity_failures += 1;
+            }
+            SanityOutcome::NotApplicable | SanityOutcome::Unchecked => {}
+        }
+        if timed {
+            let micros = u64::try_from(o.latency.as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            self.latency.saturating_record(micros);
+        }
+        for score in o.scores {
+            if let Some(bin) = bin_of(*score) {
+                self.score_bins[bin] += 1;
+            }
+        }
+    }
+
+    /// Empties the counts, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.requests = 0;
+        self.errors = 0;
+        self.sanity_checked = 0;
+        self.sanity_failures = 0;
+        self.latency.reset();
+        self.score_bins.iter_mut().for_each(|b| *b = 0);
+    }
+
     /// Requests in the latency histogram (those after the warm-up).
     pub fn timed(&self) -> u64 {
         self.latency.len()
@@ -88,6 +126,22 @@ impl Summary {
         for (a, b) in self.score_bins.iter_mut().zip(&other.score_bins) {
             *a += b;
         }
+    }
+
+    /// Whether every count is at least `other`'s: a later state of the same process
+    /// (a cheap check; [`Summary::since`] is the exact one).
+    pub fn is_at_least(&self, other: &Summary) -> bool {
+        self.requests >= other.requests
+            && self.errors >= other.errors
+            && self.sanity_checked >= other.sanity_checked
+            && self.sanity_failures >= other.sanity_failures
+            && self.timed() >= other.timed()
+            && self.score_bins.len() >= other.score_bins.len()
+            && self
+                .score_bins
+                .iter()
+                .zip(&other.score_bins)
+                .all(|(a, b)| a >= b)
     }
 
     /// What happened after `base` (an earlier summary of the same process), or `None`

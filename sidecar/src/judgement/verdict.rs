@@ -442,19 +442,7 @@ fn error_increase(evidence: &Evidence<'_>, limit: f64, share: f64, budget: &Budg
 /// The largest `k` in `0..=n` for which `pred(k)` holds, with `pred` true up to some
 /// point and false after; `None` when it is false at 0.
 fn last_true(n: u64, pred: impl Fn(u64) -> bool) -> Option<u64> {
-    if !pred(0) {
-        return None;
-    }
-    let (mut lo, mut hi) = (0u64, n + 1);
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if pred(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Some(lo)
+    pred(0).then(|| sequential::boundary(0, n + 1, pred))
 }
 
 /// The share of canary requests slower than the stable's p99. The stable's p99 is

@@ -41,7 +41,7 @@ impl<A: Cluster> Controller<A> {
         let mut attempt = 0u32;
         // A fresh cached view saves a read; a stale one ends in a 409 and a re-read.
         let (mut view, mut fresh) = match self.view.as_ref().filter(|_| !self.stale()) {
-            Some((v, _)) => (v.clone(), false),
+            Some(r) => (r.view.clone(), false),
             None => match self.read(shutdown).await {
                 Some(v) => (v, true),
                 None => return Outcome::Stopped,
