@@ -23,21 +23,23 @@ async fn one_judged_request(client: &reqwest::Client, sidecar: &Sidecar) {
     .await;
 }
 
-/// Sends judged requests one at a time until `done` or `cap` requests; returns how
-/// many were sent.
-async fn requests_until(
+/// Sends judged requests one at a time until the sidecar has judged a breach; returns
+/// how many that took, or `None` when `cap` requests were not enough.
+async fn requests_to_breach(
     client: &reqwest::Client,
     sidecar: &Sidecar,
     cap: usize,
-    done: impl Fn() -> bool,
-) -> usize {
+) -> Option<usize> {
     for sent in 1..=cap {
         one_judged_request(client, sidecar).await;
-        if done() {
-            return sent;
+        let breaches = sidecar
+            .metric("guardrail_evaluations_total", "verdict=\"breach\"")
+            .await;
+        if breaches > 0.0 {
+            return Some(sent);
         }
     }
-    cap
+    None
 }
 
 /// Breaks the canary with `mode` and checks the rollback comes within `within`
@@ -55,10 +57,9 @@ async fn breaks_and_rolls_back(
     sidecar.wait_ready(25.0).await;
     upstream.set(mode);
     let client = reqwest::Client::new();
-    let sent = requests_until(&client, &sidecar, within, || {
-        !cluster.guardrail_writes("/services/m").is_empty()
-    })
-    .await;
+    let sent = requests_to_breach(&client, &sidecar, within)
+        .await
+        .unwrap_or_else(|| panic!("{reason}: no breach within {within} requests"));
     wait_rolled_back(&cluster).await;
     eprintln!("{reason}: rolled back after {sent} requests");
     let writes = cluster.guardrail_writes("/services/m");
@@ -157,10 +158,9 @@ async fn a_canary_that_turns_bad_after_a_healthy_stretch_is_rolled_back_promptly
     // Let checkpoints of the healthy stretch accumulate (one a second).
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     upstream.set(Mode::Failing);
-    let sent = requests_until(&client, &sidecar, 25, || {
-        !cluster.guardrail_writes("/services/m").is_empty()
-    })
-    .await;
+    let sent = requests_to_breach(&client, &sidecar, 25)
+        .await
+        .expect("a breach within 25 failures after the healthy stretch");
     wait_rolled_back(&cluster).await;
     let why = cluster.service(SVC)["metadata"]["annotations"]["guardrail.dev/rollback-reason"]
         .as_str()
