@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::Parser;
-use guardrail_sidecar::{shutdown, Config, Identity, Sidecar};
+use guardrail_sidecar::{guardrails, shutdown, Config, Identity, Sidecar};
 
 /// In-pod reverse proxy that measures a model revision's errors, latency and output
 /// sanity.
@@ -39,10 +39,11 @@ struct Args {
     #[arg(long, env = "POD_NAME", default_value = "")]
     pod: String,
     /// Seconds after start whose request latencies the latency guardrails ignore (a cold
-    /// start is not a regression); the injector sets it from the pod annotation
-    /// `guardrail.dev/warmup-seconds` [config `guardrails.warmup`, default 0].
+    /// start is not a regression); set it from the pod annotation
+    /// `guardrail.dev/warmup-seconds` with the downward API (docs/guardrails.md)
+    /// [config `guardrails.warmup`, default 0].
     #[arg(long, env = "GUARDRAIL_WARMUP_SECONDS")]
-    warmup_seconds: Option<u64>,
+    warmup_seconds: Option<String>,
     /// Log the guardrails' Kubernetes patches instead of sending them.
     #[arg(long)]
     dry_run: bool,
@@ -79,8 +80,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen.unwrap_or(config.listen);
     config.admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
     config.guardrails.dry_run |= args.dry_run;
-    if let Some(s) = args.warmup_seconds {
-        config.guardrails.warmup = std::time::Duration::from_secs(s);
+    if let Some(warmup) = args
+        .warmup_seconds
+        .as_deref()
+        .map(guardrails::config::parse_warmup_seconds)
+        .transpose()?
+        .flatten()
+    {
+        config.guardrails.warmup = warmup;
     }
     if let Some(upstream) = args.upstream {
         config.upstream = upstream;

@@ -96,8 +96,8 @@ pub struct GuardrailsConfig {
     /// What an undecided step does at its deadline: hold (default), rollback or promote.
     pub deadline_action: DeadlineAction,
     /// Latencies of requests completing within this time of start are left out of
-    /// the latency guardrails (default 0; `--warmup` / `GUARDRAIL_WARMUP_SECONDS`, which
-    /// the injector sets from the pod's `guardrail.dev/warmup-seconds` annotation).
+    /// the latency guardrails (default 0; `--warmup-seconds` / `GUARDRAIL_WARMUP_SECONDS`,
+    /// set from the pod's `guardrail.dev/warmup-seconds` annotation by the downward API).
     #[serde(with = "humantime_serde")]
     pub warmup: Duration,
     /// Periodic evaluation (default 1 s); completions also trigger one.
@@ -205,6 +205,24 @@ impl GuardrailsConfig {
     }
 }
 
+/// The warm-up from `--warmup-seconds` / `GUARDRAIL_WARMUP_SECONDS`: whole seconds, or
+/// empty for "not set" (the downward API yields an empty value when the pod has no
+/// `guardrail.dev/warmup-seconds` annotation, which must not stop the sidecar).
+pub fn parse_warmup_seconds(value: &str) -> Result<Option<Duration>, SidecarError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<u64>()
+        .map(|s| Some(Duration::from_secs(s)))
+        .map_err(|_| {
+            SidecarError::invalid(
+                "--warmup-seconds",
+                format!("{value:?} is not a whole number of seconds, e.g. \"30\""),
+            )
+        })
+}
+
 /// What an undecided step does at its deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -239,6 +257,18 @@ impl DeadlineAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warmup_seconds_accept_empty_as_unset_and_name_the_flag_otherwise() {
+        assert_eq!(parse_warmup_seconds("").expect("empty"), None);
+        assert_eq!(parse_warmup_seconds(" ").expect("blank"), None);
+        assert_eq!(
+            parse_warmup_seconds("30").expect("number"),
+            Some(Duration::from_secs(30))
+        );
+        let e = parse_warmup_seconds("30s").expect_err("unit");
+        assert!(e.to_string().contains("--warmup-seconds"), "{e}");
+    }
 
     #[test]
     fn yaml_section_parses_with_defaults_for_the_rest() {
