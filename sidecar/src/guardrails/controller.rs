@@ -37,6 +37,8 @@ use crate::{
     },
 };
 
+#[cfg(test)]
+mod tests;
 mod write;
 
 /// How a write attempt ended.

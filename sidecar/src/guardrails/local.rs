@@ -36,7 +36,14 @@ pub struct Local {
     pub started_unix_ms: u64,
     pub identity: Identity,
     window: Arc<Window>,
-    verdict: Mutex<Published>,
+    verdict: Mutex<Shown>,
+}
+
+/// The current state, and the last judgement while not judging (after a rollback the
+/// revision is idle, and `/guardrails` should still say why).
+struct Shown {
+    current: Published,
+    last_judged: Option<Published>,
 }
 
 impl Local {
@@ -50,8 +57,11 @@ impl Local {
             started_unix_ms,
             identity,
             window,
-            verdict: Mutex::new(Published::NotJudging {
-                why: "not judged yet".into(),
+            verdict: Mutex::new(Shown {
+                current: Published::NotJudging {
+                    why: "not judged yet".into(),
+                },
+                last_judged: None,
             }),
         }
     }
@@ -72,16 +82,32 @@ impl Local {
     }
 
     pub fn publish(&self, verdict: Published) {
-        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = verdict;
+        let mut shown = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::replace(&mut shown.current, verdict);
+        if matches!(previous, Published::Judged { .. }) {
+            shown.last_judged = Some(previous);
+        }
     }
 
     /// The latest verdict as `/guardrails` serves it.
     pub fn verdict(&self) -> Value {
-        let published = self
-            .verdict
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let (current, last) = {
+            let shown = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
+            (shown.current.clone(), shown.last_judged.clone())
+        };
+        match current {
+            Published::NotJudging { why } => {
+                let mut v = json!({ "state": "not judging", "why": why });
+                if let Some(last) = last {
+                    v["lastJudgement"] = self.render(last);
+                }
+                v
+            }
+            judged => self.render(judged),
+        }
+    }
+
+    fn render(&self, published: Published) -> Value {
         match published {
             Published::NotJudging { why } => json!({ "state": "not judging", "why": why }),
             Published::Judged {

@@ -349,6 +349,21 @@ fn rate(
     if g == Guardrail::P99 {
         f.note = format!("share of requests slower than the p99 limit (limit {P99_SHARE})");
     }
+    // Traffic the sanity checks do not understand (a custom protocol, non-model
+    // paths, bodies over the tee) gives this guardrail nothing to judge: like a
+    // relative guardrail without a baseline it is skipped, never what blocks a
+    // promotion on its own; the other guardrails still judge every request.
+    if g == Guardrail::SanityFailureRatio
+        && n == 0
+        && evidence.canary.requests >= budget.min_requests
+    {
+        f.state = State::Skipped;
+        f.note = format!(
+            "none of {} requests had a response the sanity checks could read",
+            evidence.canary.requests
+        );
+        return f;
+    }
     if n < budget.min_requests {
         f.more_needed = Some(budget.min_requests - n);
         f.note = format!("below the floor of {} requests", budget.min_requests);

@@ -172,3 +172,74 @@ async fn an_undecided_step_holds_at_its_deadline_and_says_why() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn both_revisions_slowed_alike_are_not_rolled_back_but_a_canary_slowed_alone_is() {
+    // Two Services in one cluster: in `alike` both revisions answer in 300 ms (CPU
+    // starvation hits every pod), in `alone` only the canary does. The latency
+    // regression guardrail compares each canary with its own stable revision.
+    let cluster = guardrails_support::Cluster::start().await;
+    let (slow, fast) = (
+        Upstream::start(Mode::Slow).await,
+        Upstream::start(Mode::Healthy).await,
+    );
+    for name in ["alike", "alone"] {
+        cluster.seed_canary(name, 25, json!({}));
+    }
+    let start = |name: &str, revision: &str, upstream: &Upstream| {
+        Sidecar::start(&cluster, upstream, name, revision, TEST_CONFIG, &[])
+    };
+    let alike = [
+        start("alike", "alike-00001", &slow),
+        start("alike", "alike-00002", &slow),
+    ];
+    let alone = [
+        start("alone", "alone-00001", &fast),
+        start("alone", "alone-00002", &slow),
+    ];
+    for pair in [&alike, &alone] {
+        pair[0].wait_ready(75.0).await;
+        pair[1].wait_ready(25.0).await;
+    }
+    let client = reqwest::Client::new();
+    let round = |pair: &[Sidecar; 2]| {
+        let (stable, canary) = (pair[0].url(), pair[1].url());
+        let client = client.clone();
+        async move {
+            futures::join!(
+                load_parallel(&client, &stable, 150),
+                load_parallel(&client, &canary, 50),
+            )
+        }
+    };
+    let mut rounds = 0;
+    while cluster.guardrail_writes("/services/alone").is_empty() && rounds < 40 {
+        futures::join!(round(&alike), round(&alone));
+        rounds += 1;
+    }
+    eventually("the canary slowed alone is rolled back", WAIT, || async {
+        (cluster.traffic("alone")[1].1 == 0).then_some(())
+    })
+    .await;
+    let a = &cluster.service("alone")["metadata"]["annotations"];
+    let why = a["guardrail.dev/rollback-reason"].as_str().expect("reason");
+    assert!(why.contains("latency_regression breach"), "{why}");
+    // As much evidence again for the revisions slowed alike: still no rollback.
+    for _ in 0..rounds {
+        round(&alike).await;
+    }
+    let v = alike[1].guardrails().await;
+    let f = finding(&v, "latency_regression");
+    assert!(
+        f["requests"].as_u64().unwrap_or(0) >= 50 * 2 * rounds,
+        "judged on every canary request: {v}"
+    );
+    assert!(
+        f["baseline"].as_f64().unwrap_or(0.0) >= 0.3,
+        "stable p99: {f}"
+    );
+    assert_ne!(f["state"], json!("breach"), "{v}");
+    assert_ne!(v["verdict"]["state"], json!("breach"), "{v}");
+    assert!(cluster.guardrail_writes("/services/alike").is_empty());
+    eprintln!("slowed alone rolled back after {rounds} rounds: {why}; alike: {f}");
+}

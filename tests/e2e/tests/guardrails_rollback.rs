@@ -291,3 +291,52 @@ async fn a_healthy_but_noisy_canary_is_not_rolled_back() {
     );
     assert!(cluster.guardrail_writes("").is_empty());
 }
+
+#[tokio::test]
+async fn ten_healthy_canaries_at_low_traffic_are_none_rolled_back() {
+    // The naive rule ("observed ratio > limit", judged after every request) rolled back
+    // all six canaries failing 2% of requests under a 5% limit. Ten canaries, each with
+    // its own Service and sidecar, one request every 100 ms each.
+    let cluster = guardrails_support::Cluster::start().await;
+    let upstream = guardrails_support::Upstream::start(Mode::Errors2).await;
+    let names: Vec<String> = (0..10).map(|i| format!("h{i}")).collect();
+    for name in &names {
+        cluster.seed_canary(name, 5, json!({}));
+    }
+    let sidecars: Vec<Sidecar> = names
+        .iter()
+        .map(|name| {
+            let revision = format!("{name}-00002");
+            Sidecar::start(&cluster, &upstream, name, &revision, TEST_CONFIG, &[])
+        })
+        .collect();
+    for s in &sidecars {
+        s.wait_ready(5.0).await;
+    }
+    let client = reqwest::Client::new();
+    let urls: Vec<String> = sidecars.iter().map(Sidecar::url).collect();
+    let per_canary = 80;
+    for _ in 0..per_canary {
+        let round = urls.iter().map(|url| load(&client, url, 1));
+        futures::future::join_all(round).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut errors = 0.0;
+    for (name, s) in names.iter().zip(&sidecars) {
+        let m = s.metrics().await;
+        errors += metric(&m, "guardrail_request_errors_total", "");
+        assert!(
+            metric(&m, "guardrail_evaluations_total", "") >= f64::from(per_canary) / 2.0,
+            "{name} was judged"
+        );
+        assert_eq!(
+            metric(&m, "guardrail_evaluations_total", "verdict=\"breach\""),
+            0.0,
+            "{name}: {}",
+            s.guardrails().await
+        );
+        assert_eq!(cluster.traffic(name)[1].1, 5, "{name} keeps its 5%");
+    }
+    assert!(errors >= 5.0, "the 2% errors are real: {errors}");
+    assert!(cluster.guardrail_writes("").is_empty());
+}

@@ -72,15 +72,33 @@ fn without_a_baseline_relative_guardrails_are_skipped_and_do_not_block_health() 
         finding(&j, Guardrail::LatencyRegression).state,
         State::Skipped
     );
-    // Sanity has no checked responses: undecided, so the revision is not yet healthy.
+    // No response the sanity checks could read (a custom protocol): nothing to judge,
+    // skipped with a note, like a relative guardrail without a baseline.
+    let sanity = finding(&j, Guardrail::SanityFailureRatio);
+    assert_eq!(sanity.state, State::Skipped);
+    assert!(
+        sanity.note.contains("none of 400 requests"),
+        "{}",
+        sanity.note
+    );
+    assert_eq!(j.state, State::Healthy);
+}
+
+#[test]
+fn sanity_with_some_checked_responses_needs_its_own_evidence() {
+    let t = Thresholds::default();
+    let mut s = summary(400, 0, &[(10, 400)]);
+    s.sanity_checked = 3;
+    let j = judge_of(&s, None, &t);
+    let sanity = finding(&j, Guardrail::SanityFailureRatio);
+    assert_eq!(sanity.state, State::Undecided);
+    assert_eq!(sanity.more_needed, Some(2));
     assert_eq!(j.state, State::Undecided);
-    let t = Thresholds {
-        max_sanity_failure_ratio: None,
-        ..Thresholds::default()
-    };
+    // Below the request floor nothing is skipped yet either.
+    let j = judge_of(&summary(3, 0, &[(10, 3)]), None, &t);
     assert_eq!(
-        judge_of(&summary(400, 0, &[(10, 400)]), None, &t).state,
-        State::Healthy
+        finding(&j, Guardrail::SanityFailureRatio).state,
+        State::Undecided
     );
 }
 

@@ -202,6 +202,8 @@ pub enum Mode {
     Errors4 = 6,
     /// Fast, 0.5% errors (every 200th request).
     Errors05 = 7,
+    /// Fast, 2% errors spread pseudo-randomly (healthy under the 5% limit).
+    Errors2 = 8,
 }
 
 /// A model-server stand-in whose behaviour tests switch at run time.
@@ -252,6 +254,9 @@ impl Upstream {
                     }
                     6 if count.is_multiple_of(25) => body(500, r#"{"error":"transient"}"#),
                     7 if count.is_multiple_of(200) => body(500, r#"{"error":"transient"}"#),
+                    8 if count.wrapping_mul(2_654_435_761) % 1000 < 20 => {
+                        body(500, r#"{"error":"transient"}"#)
+                    }
                     _ if odd => body(200, r#"{"predictions":[0.7]}"#),
                     _ => body(200, r#"{"predictions":[0.3]}"#),
                 }
