@@ -7,18 +7,33 @@ use std::{
     time::Duration,
 };
 
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
+use bytes::Bytes;
+use guardrail_net::{
+    overloaded, Accepted, Activity, HoldPermit, InFlight, Listener, ListenerMetrics,
 };
-use tokio::net::TcpListener;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::Admin, config::Config, error::SidecarError, guardrails, guardrails::GuardrailMetrics,
-    identity::Identity, metrics::Metrics, proxy::Proxy, sanity::Checker, window::Window,
+    admin::Admin,
+    config::{self, Config},
+    error::SidecarError,
+    guardrails,
+    guardrails::GuardrailMetrics,
+    identity::Identity,
+    metrics::Metrics,
+    proxy::{Proxy, ProxyBody},
+    sanity::Checker,
+    window::Window,
 };
+
+/// The plain-TCP connection as served (the sidecar's listeners have no TLS).
+async fn plain(stream: TcpStream, _activity: Arc<Activity>) -> Option<TcpStream> {
+    Some(stream)
+}
 
 /// A configured sidecar, ready to serve.
 pub struct Sidecar {
@@ -28,6 +43,7 @@ pub struct Sidecar {
     window: Arc<Window>,
     proxy: Proxy,
     guardrail_metrics: GuardrailMetrics,
+    listener_metrics: ListenerMetrics,
     local: Arc<guardrails::Local>,
 }
 
@@ -36,6 +52,7 @@ impl Sidecar {
         config.validate()?;
         let mut metrics = Metrics::new(identity.revision_label());
         let guardrail_metrics = GuardrailMetrics::register(metrics.registry_mut());
+        let listener_metrics = ListenerMetrics::register(metrics.registry_mut());
         let metrics = Arc::new(metrics);
         let reference = config
             .sanity
@@ -56,6 +73,7 @@ impl Sidecar {
             window,
             proxy,
             guardrail_metrics,
+            listener_metrics,
             local,
         })
     }
@@ -103,7 +121,15 @@ impl Sidecar {
         );
         let proxy_conns = GracefulShutdown::new();
         let admin_conns = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let limits = self.config.limits.clone();
+        let admin_limits = config::admin_limits(&limits);
+        let net = self.listener_metrics.clone();
+        let proxy_base = guardrail_net::builder(&limits);
+        let admin_base = guardrail_net::builder(&admin_limits);
+        let proxy_in_flight = InFlight::new(limits.max_in_flight, "proxy", net.clone());
+        let admin_in_flight = InFlight::new(admin_limits.max_in_flight, "admin", net.clone());
+        let mut listener = Listener::new(listener, "proxy", limits, net.clone());
+        let mut admin_listener = Listener::new(admin_listener, "admin", admin_limits, net);
         tracing::info!(
             revision = %self.identity.revision,
             upstream = %self.config.upstream,
@@ -122,32 +148,54 @@ impl Sidecar {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let Ok((stream, _peer)) = accepted.inspect_err(|e| tracing::warn!(error = %e, "accept failed")) else {
-                        continue;
-                    };
-                    // Small request/response exchanges must not wait on Nagle.
-                    let _ = stream.set_nodelay(true);
-                    let proxy = self.proxy.clone();
-                    let service = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { proxy.handle(req).await }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    tokio::spawn(proxy_conns.watch(conn));
-                }
-                accepted = admin_listener.accept() => {
-                    let Ok((stream, _peer)) = accepted.inspect_err(|e| tracing::warn!(error = %e, "admin accept failed")) else {
-                        continue;
-                    };
-                    let admin = admin.clone();
-                    let service = service_fn(move |req| {
+                accepted = listener.accept() => match accepted {
+                    Accepted::Open(conn) => {
+                        let proxy = self.proxy.clone();
+                        let in_flight = proxy_in_flight.clone();
+                        let service = service_fn(move |req| {
+                            let proxy = proxy.clone();
+                            // Beyond the bound: a 503 the model never sees, so it is
+                            // not evidence against the revision (only counted).
+                            let permit = in_flight.try_enter();
+                            async move {
+                                match permit {
+                                    Some(p) => proxy.handle(req).await.map(|r| r.map(|b| HoldPermit::new(b, Some(p)))),
+                                    None => Ok(overloaded::<ProxyBody>().map(|b| HoldPermit::new(b, None))),
+                                }
+                            }
+                        });
+                        let (base, watcher) = (proxy_base.clone(), proxy_conns.watcher());
+                        tokio::spawn(async move {
+                            guardrail_net::serve(conn, &base, watcher, plain, service).await;
+                        });
+                    }
+                    Accepted::Shed(stream, _) => {
+                        tokio::spawn(guardrail_net::shed(stream));
+                    }
+                },
+                accepted = admin_listener.accept() => match accepted {
+                    Accepted::Open(conn) => {
                         let admin = admin.clone();
-                        async move { admin.handle(req).await }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    tokio::spawn(admin_conns.watch(conn));
-                }
+                        let in_flight = admin_in_flight.clone();
+                        let service = service_fn(move |req| {
+                            let admin = admin.clone();
+                            let permit = in_flight.try_enter();
+                            async move {
+                                match permit {
+                                    Some(p) => admin.handle(req).await.map(|r| r.map(|b| HoldPermit::new(b, Some(p)))),
+                                    None => Ok(overloaded::<Full<Bytes>>().map(|b| HoldPermit::new(b, None))),
+                                }
+                            }
+                        });
+                        let (base, watcher) = (admin_base.clone(), admin_conns.watcher());
+                        tokio::spawn(async move {
+                            guardrail_net::serve(conn, &base, watcher, plain, service).await;
+                        });
+                    }
+                    Accepted::Shed(stream, _) => {
+                        tokio::spawn(guardrail_net::shed(stream));
+                    }
+                },
             }
         }
         draining.store(true, Ordering::Release);

@@ -5,6 +5,7 @@ mod sanity;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
+use guardrail_net::Limits;
 use serde::Deserialize;
 
 pub use sanity::{Protocol, RuleConfig, RuleConstraint, SanityConfig, ScoreDriftConfig};
@@ -57,6 +58,24 @@ pub struct Config {
     pub sanity: SanityConfig,
     /// Rollback and staged promotion (see docs/guardrails.md).
     pub guardrails: GuardrailsConfig,
+    /// Limits of the proxy listener: header and idle timeouts, connections, requests
+    /// in flight, head size (see docs/sidecar.md). The admin listener has fixed,
+    /// smaller limits ([`ADMIN_MAX_CONNECTIONS`], [`ADMIN_MAX_IN_FLIGHT`]).
+    pub limits: Limits,
+}
+
+/// Connections the admin listener accepts (Prometheus, the judge, kubelet, people).
+pub const ADMIN_MAX_CONNECTIONS: usize = 128;
+/// Admin requests in flight.
+pub const ADMIN_MAX_IN_FLIGHT: usize = 32;
+
+/// The admin listener's limits: the proxy's timeouts, smaller bounds.
+pub fn admin_limits(proxy: &Limits) -> Limits {
+    Limits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        max_in_flight: ADMIN_MAX_IN_FLIGHT,
+        ..proxy.clone()
+    }
 }
 
 impl Default for Config {
@@ -74,6 +93,7 @@ impl Default for Config {
             window: WindowConfig::default(),
             sanity: SanityConfig::default(),
             guardrails: GuardrailsConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -158,6 +178,9 @@ impl Config {
                 "window.length",
                 "must give every sub-window at least 100ms (raise length or lower subWindows)",
             ));
+        }
+        if let Some((field, why)) = self.limits.invalid() {
+            return Err(SidecarError::invalid(format!("limits.{field}"), why));
         }
         self.sanity.validate()?;
         self.guardrails.validate()

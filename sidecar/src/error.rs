@@ -15,10 +15,7 @@ pub enum SidecarError {
     #[error("config file {path} is not valid: {message}")]
     ParseConfig { path: String, message: String },
     #[error("invalid config field `{field}`: {message}")]
-    InvalidConfig {
-        field: &'static str,
-        message: String,
-    },
+    InvalidConfig { field: String, message: String },
     #[error("cannot listen on {addr} ({what}): {source}; pick a free port with --{what}")]
     Bind {
         what: &'static str,
@@ -29,9 +26,9 @@ pub enum SidecarError {
 }
 
 impl SidecarError {
-    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidConfig {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }

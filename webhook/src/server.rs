@@ -48,6 +48,17 @@ pub struct ServeArgs {
     /// timeoutSeconds so the API server sees our answer, not its own timeout).
     #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// A request head must arrive within this time from its first byte (a new
+    /// connection's first head, TLS handshake included, from the accept).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections are closed after this time (longer than the API
+    /// server's 90 s idle pool, so it closes them first).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open HTTPS connections; more are closed at once.
+    #[arg(long, default_value_t = guardrail_net::Limits::default().max_connections)]
+    pub max_connections: usize,
     /// After SIGTERM, in-flight requests get this long to finish.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -100,9 +111,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), Error> {
             .await
             .map_err(|source| Error::Bind { addr, source })
     };
+    let limits = guardrail_net::Limits {
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        ..guardrail_net::Limits::default()
+    };
+    if let Some((field, why)) = limits.invalid() {
+        return Err(Error::Input(format!(
+            "invalid listener limit {field}: {why} (--header-read-timeout, --idle-timeout, --max-connections)"
+        )));
+    }
     let listener = bind(args.listen).await?;
     let metrics_listener = bind(args.metrics_listen).await?;
     let local = listener.local_addr().map_err(Error::Output)?;
+    let net =
+        guardrail_net::ListenerMetrics::register(registry.sub_registry_with_prefix("guardrail"));
+    let listener = guardrail_net::Listener::new(listener, "https", limits, net);
     let metrics_local = metrics_listener.local_addr().map_err(Error::Output)?;
 
     let ready = Arc::new(AtomicBool::new(false));

@@ -252,6 +252,15 @@ impl ProxyBody {
     }
 }
 
+/// A local answer (e.g. the listener's 503 when too many requests are in flight).
+impl From<Bytes> for ProxyBody {
+    fn from(bytes: Bytes) -> Self {
+        Self {
+            inner: Inner::Local(Full::new(bytes)),
+        }
+    }
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;

@@ -372,3 +372,71 @@ async fn a_pod_posing_as_knative_gets_no_queue_proxy_exemption() {
         "the impostor is judged: {message}"
     );
 }
+
+#[tokio::test]
+async fn too_large_reviews_get_413_over_http2_as_over_http1() {
+    // curl is what users try by hand (and 7.88 reports any reset during an upload as
+    // a framing error); reqwest is a Rust h2 client like the API server's Go one.
+    let webhook = Webhook::start(&["--max-body-bytes", "1048576"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &webhook.certs.ca_pem).expect("write CA");
+    let body = dir.path().join("big.json");
+    std::fs::write(&body, vec![b' '; 3 * 1024 * 1024]).expect("write body");
+    let resolve = format!("{}:{}:127.0.0.1", webhook.certs.host, webhook.addr.port());
+    let url = webhook.url("/validate");
+    for version in ["--http2", "--http1.1"] {
+        for chunked in [false, true] {
+            let mut args = vec![
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                version,
+                "--cacert",
+                ca.to_str().expect("path"),
+                "--resolve",
+                &resolve,
+                "-H",
+                "content-type: application/json",
+            ];
+            if chunked {
+                args.extend(["-H", "transfer-encoding: chunked"]);
+            }
+            let data = format!("@{}", body.display());
+            args.extend(["--data-binary", &data, &url]);
+            let out = tokio::process::Command::new("curl")
+                .args(&args)
+                .output()
+                .await
+                .expect("curl runs");
+            let shown = String::from_utf8_lossy(&out.stdout).to_string();
+            let expected = if version == "--http2" {
+                "413 2"
+            } else {
+                "413 1.1"
+            };
+            assert_eq!(
+                (out.status.code(), shown.as_str()),
+                (Some(0), expected),
+                "curl {version} chunked={chunked}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let client = webhook.client();
+    let r = client
+        .post(webhook.url("/validate"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 * 1024 * 1024])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        (r.status().as_u16(), r.version()),
+        (413, reqwest::Version::HTTP_2)
+    );
+    let body: Value = r.json().await.expect("JSON error");
+    assert!(body["error"].as_str().expect("error").contains("1048576"));
+}

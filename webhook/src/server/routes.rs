@@ -75,6 +75,75 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Reads and drops up to `budget` more bytes of a refused body, for at most
+/// [`DISCARD_TIME`]: a client whose upload then ends reads our 413 on a cleanly closed
+/// stream (some HTTP/2 clients, curl 7.88 among them, report any reset during an
+/// upload as a framing error, even RST_STREAM(NO_ERROR)). Memory stays constant.
+async fn discard(body: &mut Body, budget: usize) {
+    if budget == 0 {
+        return;
+    }
+    let mut left = budget;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, bytes::Bytes::len);
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
+}
+
+/// How long a refused body is read and dropped before the 413 is sent anyway.
+const DISCARD_TIME: Duration = Duration::from_secs(2);
+/// How much of a refused HTTP/2 body is read and dropped, in multiples of the limit.
+const DISCARD_FACTOR: usize = 4;
+
+/// A response body that keeps the unread request body until the response is sent.
+/// Over HTTP/2, dropping the request body before the response ends resets the stream
+/// with CANCEL, and clients report a framing error instead of our 413; dropped after
+/// it, h2 sends RST_STREAM(NO_ERROR), the RFC 9113 §8.1 way of saying "stop sending,
+/// the answer is complete". HTTP/1.1 closes the connection instead.
+struct HoldRequest {
+    response: Body,
+    _request: Body,
+}
+
+impl HoldRequest {
+    fn respond(error: ApiError, request: Body) -> Response {
+        let (parts, response) = error.into_response().into_parts();
+        Response::from_parts(
+            parts,
+            Body::new(HoldRequest {
+                response,
+                _request: request,
+            }),
+        )
+    }
+}
+
+impl http_body::Body for HoldRequest {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.response).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.response.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.response.size_hint()
+    }
+}
+
 async fn validate(State(state): State<AppState>, request: Request) -> Response {
     let id = uuid::Uuid::new_v4();
     let span = tracing::info_span!("validate", %id, uid = tracing::field::Empty);
@@ -109,12 +178,26 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    // HTTP/1.1 closes the connection after a refusal (a client waiting on
+    // `Expect: 100-continue` never uploads); HTTP/2 keeps it, so the refused body is
+    // read and dropped first.
+    let h2 = request.version() == http::Version::HTTP_2;
+    let mut unread = request.into_body();
+    let budget = if h2 {
+        limit.saturating_mul(DISCARD_FACTOR)
+    } else {
+        0
+    };
     if declared.is_some_and(|len| len > limit) {
-        return Err(too_large());
+        discard(&mut unread, budget).await;
+        return Ok(HoldRequest::respond(too_large(), unread));
     }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
+    let body = match Limited::new(&mut unread, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            discard(&mut unread, budget).await;
+            return Ok(HoldRequest::respond(too_large(), unread));
+        }
         Err(e) => {
             return Err(ApiError {
                 status: StatusCode::BAD_REQUEST,

@@ -4,25 +4,19 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::Router;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-    service::TowerToHyperService,
-};
-use tokio::net::TcpListener;
+use guardrail_net::{Accepted, Listener};
+use hyper_util::{server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// A client that does not finish its TLS handshake in this time is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle HTTP/1.1 clients must send their request headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Accepts TLS connections until `shutdown`, then waits up to `drain` for in-flight
-/// requests to finish.
+/// requests to finish. The listener's limits bound the handshake and every request
+/// head (header timeout), idle keep-alive connections and open connections; a
+/// connection beyond the limit is closed at once (the API server sees a refused call
+/// and applies the webhook's failurePolicy, as it would on a 503).
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: Listener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     shutdown: CancellationToken,
@@ -30,45 +24,34 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_secs(30));
-
+    let base = guardrail_net::builder(listener.limits());
     loop {
-        let (tcp, peer) = tokio::select! {
+        let conn = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Accepted::Open(conn) => conn,
+                Accepted::Shed(tcp, peer) => {
+                    debug!(%peer, "over maxConnections: closing");
+                    drop(tcp);
                     continue;
                 }
             },
         };
-        debug!(%peer, "connection accepted");
+        debug!(peer = %conn.peer, "connection accepted");
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
-        let builder = builder.clone();
+        let base = base.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => return debug!(%peer, "TLS handshake timed out"),
+            let peer = conn.peer;
+            let handshake = |tcp, _activity| async move {
+                acceptor
+                    .accept(tcp)
+                    .await
+                    .inspect_err(|e| debug!(%peer, error = %e, "TLS handshake failed"))
+                    .ok()
             };
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                debug!(%peer, error = %e, "connection ended with an error");
-            }
+            guardrail_net::serve(conn, &base, watcher, handshake, service).await;
         });
     }
     drop(listener);
