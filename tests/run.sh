@@ -46,6 +46,9 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+log "cargo deny check licenses bans sources"
+"$GUARDRAIL_CARGO_DENY" check licenses bans sources 2>&1 | tail -n 3
+
 log "cargo build (binaries used by the end-to-end tests)"
 cargo build --workspace --bins
 

@@ -62,7 +62,13 @@ pub fn inspect_certificate(der: &[u8]) -> Result<CertInfo, CertError> {
     parse(Path::new("<DER certificate>"), &CertificateDer::from(der))
 }
 
-/// Refuses a certificate that is not valid at `now` (Unix seconds).
+/// How far in the future a certificate's `notBefore` may be: the issuer's clock (cert-
+/// manager's pod, a CI machine) may run minutes ahead of this node's, and refusing the
+/// certificate for those minutes would stop the webhook. Expiry gets no such allowance.
+pub const NOT_BEFORE_SKEW_SECONDS: i64 = 5 * 60;
+
+/// Refuses a certificate that is not valid at `now` (Unix seconds), allowing a
+/// `notBefore` up to [`NOT_BEFORE_SKEW_SECONDS`] ahead.
 pub fn check_current(path: &Path, info: &CertInfo, now: i64) -> Result<(), CertError> {
     let invalid = |message: String| CertError::Invalid {
         path: path.to_path_buf(),
@@ -77,7 +83,7 @@ pub fn check_current(path: &Path, info: &CertInfo, now: i64) -> Result<(), CertE
             format_unix(info.not_after)
         )));
     }
-    if info.not_before > now {
+    if info.not_before > now + NOT_BEFORE_SKEW_SECONDS {
         return Err(invalid(format!(
             "certificate {} (serial {}) is not valid before {}; check the clock of this node \
              and of the machine that issued it",
@@ -180,5 +186,26 @@ mod tests {
         );
         assert!(check_current(Path::new("tls.crt"), &info, 10).is_err());
         assert!(check_current(Path::new("tls.crt"), &info, 5).is_ok());
+    }
+
+    #[test]
+    fn an_issuer_clock_minutes_ahead_is_tolerated_expiry_is_not() {
+        let now = 1_700_000_000;
+        let info = |not_before: i64, not_after: i64| CertInfo {
+            serial: "01".into(),
+            subject: "CN=x".into(),
+            not_before,
+            not_after,
+            dns_names: vec![],
+            is_ca: false,
+        };
+        let path = Path::new("tls.crt");
+        // Issued by a machine whose clock runs 3 minutes ahead of ours.
+        assert!(check_current(path, &info(now + 180, now + 86_400), now).is_ok());
+        // An hour ahead is not skew: refused, naming the clocks.
+        let e = check_current(path, &info(now + 3600, now + 86_400), now).expect_err("future");
+        assert!(e.to_string().contains("check the clock"), "{e}");
+        // Expired a minute ago: refused (no allowance).
+        assert!(check_current(path, &info(now - 86_400, now - 60), now).is_err());
     }
 }

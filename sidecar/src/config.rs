@@ -21,6 +21,8 @@ pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9095";
 /// Default time allowed for the upstream to answer with response headers.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time the upstream may go silent in the middle of a response body.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default time allowed to open a TCP connection to the upstream.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default bound on finishing in-flight requests after SIGTERM.
@@ -43,6 +45,11 @@ pub struct Config {
     /// Time for the upstream to send response headers before a 504 (default 60 s).
     #[serde(with = "humantime_serde")]
     pub upstream_timeout: Duration,
+    /// Time the upstream may send nothing in the middle of a response body (default
+    /// 60 s): then the response is cut (the client sees a reset) and counted as an
+    /// upstream timeout. Covers a model that never finishes its body.
+    #[serde(with = "humantime_serde")]
+    pub upstream_idle_timeout: Duration,
     /// Time to connect to the upstream before a 503 (default 2 s).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -87,6 +94,7 @@ impl Default for Config {
                 .parse()
                 .expect("constant address parses"),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            upstream_idle_timeout: DEFAULT_UPSTREAM_IDLE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             readiness_path: None,
@@ -154,6 +162,9 @@ impl Config {
         self.upstream_authority()?;
         if self.upstream_timeout.is_zero() {
             return Err(SidecarError::invalid("upstreamTimeout", "must be > 0"));
+        }
+        if self.upstream_idle_timeout.is_zero() {
+            return Err(SidecarError::invalid("upstreamIdleTimeout", "must be > 0"));
         }
         if self.connect_timeout.is_zero() {
             return Err(SidecarError::invalid("connectTimeout", "must be > 0"));

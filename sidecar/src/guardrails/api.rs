@@ -330,3 +330,84 @@ impl Cluster for KubeApi {
         Ok(list.items)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(
+        name: &str,
+        revision: &str,
+        owner: &str,
+        ip: &str,
+        phase: &str,
+        port: Option<i32>,
+    ) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": { "serving.knative.dev/revision": revision },
+                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
+                                      "uid": "u", "controller": true }],
+            },
+            "spec": { "containers": [{ "name": "guardrail", "ports": port.map(|p| vec![
+                serde_json::json!({ "name": ADMIN_PORT_NAME, "containerPort": p })
+            ]).unwrap_or_default() }] },
+            "status": { "phase": phase, "podIP": ip },
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn only_running_pods_of_the_revisions_replica_set_are_peers() {
+        let rs = "m-00002-deployment-7d9f4";
+        let pods = [
+            pod("a", "m-00002", rs, "10.0.0.1", "Running", Some(9999)),
+            pod("b", "m-00002", rs, "10.0.0.2", "Running", None),
+            // Labelled as the revision's, but made by something else: not a peer.
+            pod(
+                "forged",
+                "m-00002",
+                "other-deployment-1",
+                "10.0.0.3",
+                "Running",
+                None,
+            ),
+            // The ReplicaSet of another revision whose name shares the prefix.
+            pod(
+                "other",
+                "m-00002",
+                "m-000021-deployment-1",
+                "10.0.0.4",
+                "Running",
+                None,
+            ),
+            pod("done", "m-00002", rs, "10.0.0.5", "Succeeded", None),
+            pod("pending", "m-00002", rs, "", "Pending", None),
+            pod(
+                "stable",
+                "m-00001",
+                "m-00001-deployment-1",
+                "10.0.0.6",
+                "Running",
+                None,
+            ),
+        ];
+        let peers = peer_pods(&pods, "m-00002", 9095);
+        assert_eq!(
+            peers,
+            [
+                PeerPod {
+                    name: "a".into(),
+                    ip: "10.0.0.1".into(),
+                    admin_port: 9999
+                },
+                PeerPod {
+                    name: "b".into(),
+                    ip: "10.0.0.2".into(),
+                    admin_port: 9095
+                },
+            ]
+        );
+    }
+}

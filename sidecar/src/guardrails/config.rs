@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::thresholds::Thresholds;
+use super::thresholds::{Overrides, Thresholds};
 use crate::error::SidecarError;
 
 /// Default floor of requests before any verdict: small, since the sequential tests are
@@ -126,6 +126,9 @@ pub struct GuardrailsConfig {
     /// Pause after a 403 before trying again (default 30 s).
     #[serde(with = "humantime_serde")]
     pub forbidden_pause: Duration,
+    /// What Service annotations may change (default: everything, floors bounded by
+    /// 1000); see SECURITY.md for a locked-down setting.
+    pub overrides: Overrides,
 }
 
 impl Default for GuardrailsConfig {
@@ -156,6 +159,7 @@ impl Default for GuardrailsConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             api_timeout: DEFAULT_API_TIMEOUT,
             forbidden_pause: DEFAULT_FORBIDDEN_PAUSE,
+            overrides: Overrides::default(),
         }
     }
 }
@@ -200,6 +204,12 @@ impl GuardrailsConfig {
         }
         if self.max_conflicts == 0 {
             return invalid("guardrails.maxConflicts", "must be >= 1");
+        }
+        if self.overrides.max_min_requests < self.min_requests {
+            return invalid(
+                "guardrails.overrides.maxMinRequests",
+                "must be >= guardrails.minRequests",
+            );
         }
         Ok(())
     }

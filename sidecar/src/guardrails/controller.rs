@@ -448,11 +448,23 @@ impl<A: Cluster> Controller<A> {
         shutdown: &CancellationToken,
     ) {
         let Some(read) = &self.view else { return };
-        let (deadline, action) = records::deadline(
+        let (deadline, mut action) = records::deadline(
             &read.annotations,
             self.config.decision_deadline,
             self.config.deadline_action,
         );
+        let annotated = read.annotations.contains_key(records::DEADLINE_ACTION);
+        if action == DeadlineAction::Promote
+            && annotated
+            && !self.config.overrides.allow_deadline_promote
+        {
+            action = self.config.deadline_action;
+            self.report_once(format!(
+                "annotation {}=promote ignored: forbidden by guardrails.overrides.allowDeadlinePromote: false; using {}",
+                records::DEADLINE_ACTION,
+                action.as_str()
+            ));
+        }
         let waited = SystemTime::now()
             .duration_since(started)
             .unwrap_or(Duration::ZERO);
@@ -539,7 +551,8 @@ impl<A: Cluster> Controller<A> {
     /// revision's role once (bad annotations are reported once).
     fn set_view(&mut self, view: View) {
         let annotations = view.annotations();
-        let (rules, errors) = Rules::with_overrides(&self.base, &annotations);
+        let (rules, errors) =
+            Rules::with_overrides(&self.base, &self.config.overrides, &annotations);
         for e in errors {
             self.report_once(e.to_string());
         }

@@ -279,6 +279,44 @@ mod tests {
     }
 
     #[test]
+    fn clock_skew_between_the_recording_and_the_promoting_pod_shifts_the_step_by_the_skew() {
+        let steps = Steps {
+            percents: vec![5, 25, 100],
+            duration: Duration::from_secs(600),
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let skew = Duration::from_secs(180);
+        // Recorded by a judge whose clock ran 3 minutes ahead: a start "in the future"
+        // waits (never promotes early, never fails) until this clock passes it.
+        let ahead = map(&[(STEP_STARTED, &step_started("m-2", 5, now + skew))]);
+        assert_eq!(
+            step_decision(&steps, &ahead, "m-2", 5, now),
+            StepDecision::Wait(steps.duration)
+        );
+        assert_eq!(
+            step_decision(&steps, &ahead, "m-2", 5, now + skew + steps.duration),
+            StepDecision::Promote(25)
+        );
+        // Recorded by a judge 3 minutes behind: the step ends 3 minutes early on this
+        // clock, and never earlier than the skew allows.
+        let behind = map(&[(STEP_STARTED, &step_started("m-2", 5, now - skew))]);
+        assert_eq!(
+            step_decision(
+                &steps,
+                &behind,
+                "m-2",
+                5,
+                now + steps.duration - skew - Duration::from_secs(1)
+            ),
+            StepDecision::Wait(Duration::from_secs(1))
+        );
+        assert_eq!(
+            step_decision(&steps, &behind, "m-2", 5, now + steps.duration - skew),
+            StepDecision::Promote(25)
+        );
+    }
+
+    #[test]
     fn rollback_records_quarantine_once() {
         let current = map(&[(QUARANTINED, "m-1")]);
         let now = SystemTime::UNIX_EPOCH;

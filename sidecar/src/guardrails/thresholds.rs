@@ -117,10 +117,14 @@ pub struct AnnotationError {
 }
 
 impl Rules {
-    /// `base` with the Service's annotation overrides applied; bad annotations are
-    /// returned alongside (and leave the base value in force).
+    /// `base` with the Service's annotation overrides applied; bad or forbidden
+    /// annotations are returned alongside (and leave the base value in force).
+    ///
+    /// `policy` bounds what annotations may do (`guardrails.overrides`): switch a
+    /// guardrail off, loosen a limit, raise the request floor.
     pub fn with_overrides(
         base: &Rules,
+        policy: &Overrides,
         annotations: &BTreeMap<String, String>,
     ) -> (Rules, Vec<AnnotationError>) {
         let mut rules = base.clone();
@@ -138,40 +142,131 @@ impl Rules {
         };
         let t = &mut rules.thresholds;
         apply(MAX_ERROR_RATIO, &mut |v| {
-            t.max_error_ratio = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            t.max_error_ratio = bounded(
+                base.thresholds.max_error_ratio,
+                optional(v, |v| parse_f64(v).and_then(check_ratio))?,
+                policy,
+            )?;
             Ok(())
         });
         apply(MAX_SANITY_FAILURE_RATIO, &mut |v| {
-            t.max_sanity_failure_ratio = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            t.max_sanity_failure_ratio = bounded(
+                base.thresholds.max_sanity_failure_ratio,
+                optional(v, |v| parse_f64(v).and_then(check_ratio))?,
+                policy,
+            )?;
             Ok(())
         });
         apply(MAX_ERROR_RATIO_INCREASE, &mut |v| {
-            t.max_error_ratio_increase = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            t.max_error_ratio_increase = bounded(
+                base.thresholds.max_error_ratio_increase,
+                optional(v, |v| parse_f64(v).and_then(check_ratio))?,
+                policy,
+            )?;
             Ok(())
         });
         apply(MAX_SLOW_SHARE_VS_STABLE, &mut |v| {
-            t.max_slow_share_vs_stable = optional(v, |v| parse_f64(v).and_then(check_ratio))?;
+            t.max_slow_share_vs_stable = bounded(
+                base.thresholds.max_slow_share_vs_stable,
+                optional(v, |v| parse_f64(v).and_then(check_ratio))?,
+                policy,
+            )?;
             Ok(())
         });
         apply(MAX_PSI, &mut |v| {
-            t.max_psi = optional(v, |v| parse_f64(v).and_then(check_psi))?;
+            t.max_psi = bounded(
+                base.thresholds.max_psi,
+                optional(v, |v| parse_f64(v).and_then(check_psi))?,
+                policy,
+            )?;
             Ok(())
         });
         apply(MAX_P99, &mut |v| {
-            t.max_p99 = optional(v, parse_duration)?;
+            t.max_p99 = bounded(
+                base.thresholds.max_p99,
+                optional(v, parse_duration)?,
+                policy,
+            )?;
             Ok(())
         });
         let mut min_requests = rules.min_requests;
         apply(MIN_REQUESTS, &mut |v| {
-            min_requests = v
+            let n = v
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n >= 1)
                 .ok_or("expected an integer >= 1, e.g. \"50\"")?;
+            // A huge floor is "off" in disguise: nothing is ever decided.
+            if n > policy.max_min_requests {
+                return Err(format!(
+                    "above the largest floor an annotation may set, {} (guardrails.overrides.maxMinRequests)",
+                    policy.max_min_requests
+                ));
+            }
+            if !policy.allow_loosen && n > base.min_requests {
+                return Err(format!(
+                    "may only lower the configured floor of {} (guardrails.overrides.allowLoosen: false)",
+                    base.min_requests
+                ));
+            }
+            min_requests = n;
             Ok(())
         });
         rules.min_requests = min_requests;
         (rules, errors)
+    }
+}
+
+/// What annotations may do to the configured rules (`guardrails.overrides`). Anyone
+/// who may annotate the Service may use them; see SECURITY.md.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct Overrides {
+    /// An annotation may switch a guardrail off with `off` (default true).
+    pub allow_off: bool,
+    /// An annotation may loosen a limit (raise a ratio, lengthen `maxP99`, raise the
+    /// request floor) beyond the configured value (default true); when false,
+    /// annotations may only tighten.
+    pub allow_loosen: bool,
+    /// Largest request floor (`guardrail.dev/min-requests`) an annotation may set
+    /// (default 1000).
+    pub max_min_requests: u64,
+    /// An annotation may set `guardrail.dev/deadline-action: promote`, promoting an
+    /// undecided canary at its deadline (default true).
+    pub allow_deadline_promote: bool,
+}
+
+/// Default of [`Overrides::max_min_requests`].
+pub const DEFAULT_MAX_MIN_REQUESTS: u64 = 1000;
+
+impl Default for Overrides {
+    fn default() -> Self {
+        Self {
+            allow_off: true,
+            allow_loosen: true,
+            max_min_requests: DEFAULT_MAX_MIN_REQUESTS,
+            allow_deadline_promote: true,
+        }
+    }
+}
+
+/// `new` (from an annotation) if `policy` lets it replace `base` (the configured
+/// limit; `None` = off): switching off and loosening may be forbidden; turning a
+/// guardrail on or tightening it never is.
+fn bounded<T: PartialOrd + std::fmt::Debug>(
+    base: Option<T>,
+    new: Option<T>,
+    policy: &Overrides,
+) -> Result<Option<T>, String> {
+    match (&base, &new) {
+        (Some(_), None) if !policy.allow_off => Err(
+            "switching this guardrail off by annotation is forbidden (guardrails.overrides.allowOff: false)"
+                .into(),
+        ),
+        (Some(b), Some(n)) if !policy.allow_loosen && n > b => Err(format!(
+            "may only tighten the configured limit {b:?} (guardrails.overrides.allowLoosen: false)"
+        )),
+        _ => Ok(new),
     }
 }
 
@@ -234,6 +329,7 @@ mod tests {
     fn annotations_override_and_off_disables() {
         let (rules, errors) = Rules::with_overrides(
             &base(),
+            &Overrides::default(),
             &annotations(&[
                 (MAX_ERROR_RATIO, "0.01"),
                 (MAX_P99, "250ms"),
@@ -258,6 +354,7 @@ mod tests {
     fn bad_annotations_are_reported_and_keep_the_base_value() {
         let (rules, errors) = Rules::with_overrides(
             &base(),
+            &Overrides::default(),
             &annotations(&[
                 (MAX_ERROR_RATIO, "5%"),
                 (MAX_SANITY_FAILURE_RATIO, "1.5"),
@@ -277,6 +374,66 @@ mod tests {
             ]
         );
         assert!(errors[1].to_string().contains("1.5 is not a ratio"));
+    }
+
+    #[test]
+    fn operators_can_forbid_off_and_loosening_but_never_tightening() {
+        let strict = Overrides {
+            allow_off: false,
+            allow_loosen: false,
+            ..Overrides::default()
+        };
+        let (rules, errors) = Rules::with_overrides(
+            &base(),
+            &strict,
+            &annotations(&[
+                (MAX_ERROR_RATIO, "off"),
+                (MAX_SANITY_FAILURE_RATIO, "0.5"),
+                (MAX_PSI, "0.1"),
+                (MAX_P99, "2s"),
+                (MIN_REQUESTS, "50"),
+            ]),
+        );
+        let names: Vec<_> = errors.iter().map(|e| e.annotation).collect();
+        assert_eq!(
+            names,
+            [MAX_ERROR_RATIO, MAX_SANITY_FAILURE_RATIO, MIN_REQUESTS]
+        );
+        assert!(
+            errors[0].to_string().contains("allowOff: false"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].to_string().contains("only tighten"),
+            "{}",
+            errors[1]
+        );
+        // Forbidden overrides keep the configured values; tightening and turning a
+        // guardrail on (p99 is off by default) are applied.
+        assert_eq!(
+            rules.thresholds.max_error_ratio,
+            Some(DEFAULT_MAX_ERROR_RATIO)
+        );
+        assert_eq!(
+            rules.thresholds.max_sanity_failure_ratio,
+            Some(DEFAULT_MAX_SANITY_FAILURE_RATIO)
+        );
+        assert_eq!(rules.thresholds.max_psi, Some(0.1));
+        assert_eq!(rules.thresholds.max_p99, Some(Duration::from_secs(2)));
+        assert_eq!(rules.min_requests, 5);
+        // By default a floor is bounded all the same: a huge one would decide nothing.
+        let (rules, errors) = Rules::with_overrides(
+            &base(),
+            &Overrides::default(),
+            &annotations(&[(MIN_REQUESTS, "1000000")]),
+        );
+        assert_eq!(rules.min_requests, 5);
+        assert!(
+            errors[0].to_string().contains("maxMinRequests"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

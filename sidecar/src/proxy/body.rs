@@ -2,9 +2,10 @@
 //! `sanity.maxBodyBytes` for the output checks) and the per-request recorder.
 
 use std::{
+    future::Future,
     pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -208,13 +209,49 @@ impl Judge {
 pub(super) struct ResponseBody {
     inner: Incoming,
     recorder: Recorder,
+    /// When the upstream last sent something; the idle timer is armed lazily, at the
+    /// first wait, and moved on only when it fires (no timer work per frame).
+    last: Instant,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ResponseBody {
     pub(super) fn new(inner: Incoming, recorder: Recorder) -> Self {
-        Self { inner, recorder }
+        Self {
+            inner,
+            recorder,
+            last: Instant::now(),
+            idle: None,
+        }
+    }
+
+    /// `true` when the upstream has been silent for `upstreamIdleTimeout`.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.recorder.shared.upstream_idle_timeout;
+        loop {
+            let deadline = self.last + timeout;
+            let sleep = self
+                .idle
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            match sleep.as_mut().poll(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(()) if Instant::now() >= self.last + timeout => return true,
+                Poll::Ready(()) => continue,
+            }
+        }
     }
 }
+
+/// The error a client's body ends with when the upstream went silent mid-body.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?} in the middle of the response body")]
+struct UpstreamIdle(std::time::Duration);
+
+/// Errors of a proxied body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
@@ -263,18 +300,39 @@ impl From<Bytes> for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.inner {
             Inner::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
             Inner::Upstream(body) => {
-                let frame = ready!(Pin::new(&mut body.inner).poll_frame(cx));
+                let frame = match Pin::new(&mut body.inner).poll_frame(cx) {
+                    Poll::Ready(frame) => frame,
+                    Poll::Pending => {
+                        if !body.idle_expired(cx) {
+                            return Poll::Pending;
+                        }
+                        let timeout = body.recorder.shared.upstream_idle_timeout;
+                        tracing::warn!(
+                            ?timeout,
+                            "upstream went silent mid-body: cutting the response"
+                        );
+                        body.recorder
+                            .shared
+                            .metrics
+                            .upstream_error(UpstreamErrorKind::Timeout);
+                        body.recorder.finish(End::UpstreamReset);
+                        return Poll::Ready(Some(Err(Box::new(UpstreamIdle(timeout)))));
+                    }
+                };
+                if matches!(frame, Some(Ok(_))) {
+                    body.last = Instant::now();
+                }
                 match &frame {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
@@ -293,7 +351,7 @@ impl Body for ProxyBody {
                     }
                     None => body.recorder.finish(End::Complete),
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }
         }
     }

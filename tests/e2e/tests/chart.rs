@@ -247,6 +247,22 @@ fn optional_resources_match_what_they_point_at() {
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
         ])
     );
+    // Listing the Services limits the traffic patches to them (resourceNames).
+    let locked = rendered
+        .get("Role")
+        .into_iter()
+        .find(|r| r["metadata"]["namespace"] == "ml-locked")
+        .expect("sidecar Role in ml-locked");
+    assert_eq!(
+        locked["rules"][0],
+        json!({"apiGroups": ["serving.knative.dev"], "resources": ["services"], "resourceNames": ["iris-predictor"], "verbs": ["get", "patch"]})
+    );
+    assert_eq!(
+        locked["rules"][1],
+        json!({"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "resourceNames": ["iris"], "verbs": ["get", "patch"]})
+    );
+    let rest = |role: &serde_json::Value| role["rules"].as_array().expect("rules")[2..].to_vec();
+    assert_eq!(rest(&locked), rest(&sidecar));
     let flags = rendered.flags();
     assert_eq!(
         flags["--registry-auth"],

@@ -615,3 +615,31 @@ async fn the_stable_revision_never_acts_on_its_own_errors() {
     assert_eq!(h.local.verdict()["state"], "not judging");
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_forbidden_promote_at_the_deadline_holds_instead() {
+    let started = SystemTime::now() - Duration::from_secs(2 * 3600);
+    let annotations = json!({
+        records::STEPS: "5,25,50,100",
+        records::STEP_STARTED: records::step_started(CANARY, 5, started),
+        records::DEADLINE_ACTION: "promote",
+    });
+    for allowed in [true, false] {
+        let fake = Fake::knative(5, annotations.clone());
+        let mut config = GuardrailsConfig::default();
+        config.overrides.allow_deadline_promote = allowed;
+        let h = Harness::start(&fake, config);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let reasons: Vec<String> = fake.events().into_iter().map(|e| e.reason).collect();
+        if allowed {
+            assert_eq!(fake.percent_of(CANARY), 25, "{reasons:?}");
+            assert!(reasons.contains(&"GuardrailPromotedWithoutEvidence".to_string()));
+        } else {
+            assert_eq!(fake.percent_of(CANARY), 5, "{reasons:?}");
+            assert!(fake.written().is_empty());
+            assert_eq!(reasons, ["GuardrailUndecided"]);
+            assert_eq!(h.metric("guardrail_annotation_errors_total"), 1.0);
+        }
+        h.stop().await;
+    }
+}

@@ -193,7 +193,10 @@ pub fn all_options() -> Value {
     json!({
         "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}},
         "networkPolicy": {"enabled": true, "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]},
-        "sidecarRBAC": {"enabled": true, "bindings": [{"namespace": "ml", "serviceAccounts": ["default", "model"]}]},
+        "sidecarRBAC": {"enabled": true, "bindings": [
+            {"namespace": "ml", "serviceAccounts": ["default", "model"]},
+            {"namespace": "ml-locked", "serviceAccounts": ["model"], "services": ["iris-predictor"], "inferenceServices": ["iris"]},
+        ]},
         "registryAuth": {"secretName": "regcred"},
         "signatureKeys": {"configMap": "cosign-keys"},
         "server": {"extraArgs": ["--cert-expiry-warning-days=14"]},
