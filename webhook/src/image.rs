@@ -31,6 +31,7 @@ impl ImageRef {
         if image.trim().is_empty() {
             return Err(ImageError::Empty);
         }
+        check_first_component(image)?;
         match Reference::try_from(image) {
             Ok(reference) => {
                 if let Some(digest) = reference.digest() {
@@ -99,6 +100,26 @@ fn check_digest(digest: &str) -> Result<(), ImageError> {
             "{digest:?} must be lowercase hexadecimal"
         )))
     }
+}
+
+/// Docker's rule (`splitDockerDomain` in distribution/reference, which containerd and
+/// CRI-O use): a first component with an uppercase letter is a registry host even
+/// without `.` or `:`, so the runtime pulls `Host/app` from the registry `host`.
+/// oci-client files it under docker.io instead; rather than judge an image the
+/// runtime would pull from elsewhere, refuse it (found by the `image_reference`
+/// fuzz target).
+fn check_first_component(image: &str) -> Result<(), ImageError> {
+    let name = image.split('@').next().unwrap_or(image);
+    let Some((first, _)) = name.split_once('/') else {
+        return Ok(());
+    };
+    if first.contains(['.', ':']) || first == "localhost" || first == first.to_lowercase() {
+        return Ok(());
+    }
+    Err(ImageError::Invalid(format!(
+        "the first component {first:?} has uppercase letters, so container runtimes read it          as a registry host (without a '.' or ':'): write the registry in lowercase with its          domain or port (e.g. \"{}:5000/…\"), or the Docker Hub path in lowercase",
+        first.to_lowercase()
+    )))
 }
 
 /// Whether the last path segment (after any registry `host:port/`) carries a `:tag`.

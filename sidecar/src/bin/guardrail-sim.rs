@@ -62,19 +62,21 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::default();
     let started = std::time::Instant::now();
     let threads = args.threads.max(1);
+    // Cells differ in cost by orders of magnitude (1-hour steps at 1000 req/s against
+    // 10-minute ones at 0.1): threads take the next cell as they finish one.
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<(usize, CellResult)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let cells = &cells;
-                let settings = &settings;
+            .map(|_| {
+                let (cells, settings, next) = (&cells, &settings, &next);
                 let (steps, seed) = (args.steps, args.seed);
                 scope.spawn(move || {
-                    cells
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| i % threads == t)
-                        .map(|(i, c)| (i, run_cell(*c, steps, seed ^ (i as u64) << 20, settings)))
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(c) = cells.get(i) else { break done };
+                        done.push((i, run_cell(*c, steps, seed ^ (i as u64) << 20, settings)));
+                    }
                 })
             })
             .collect();

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{
     step::Checkpoints,
     summary::Summary,
-    verdict::{self, Budget, Counts, Evidence, Guardrail, State},
+    verdict::{self, Budget, Counts, Detail, Evidence, Guardrail, State},
 };
 use crate::guardrails::thresholds::Thresholds;
 
@@ -132,7 +132,7 @@ pub fn run_cell(cell: Cell, steps: u32, seed: u64, settings: &Settings) -> CellR
                 let k = Binomial::new(chunk, p).map_or(0, |d| d.sample(&mut rng));
                 summary.requests += chunk;
                 summary.errors += k;
-                let j = verdict::judge(
+                let j = verdict::judge_with(
                     &Evidence {
                         canary: &summary,
                         stable: None,
@@ -142,6 +142,7 @@ pub fn run_cell(cell: Cell, steps: u32, seed: u64, settings: &Settings) -> CellR
                     },
                     &settings.thresholds,
                     &settings.budget,
+                    Detail::StateOnly,
                 );
                 if j.state == State::Breach {
                     result.rollbacks += 1;

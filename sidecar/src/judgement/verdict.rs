@@ -275,8 +275,28 @@ pub fn enabled(thresholds: &Thresholds, psi_configured: bool) -> Vec<Guardrail> 
         .collect()
 }
 
-/// Judges `evidence` against `thresholds` within `budget`.
+/// How much of a finding's explanation to compute. The bounds and "about N more
+/// needed" of the rate guardrails take bisections that decide nothing: the loop wants
+/// them (they are what users read), the simulation, which only counts states, does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    Explained,
+    StateOnly,
+}
+
+/// Judges `evidence` against `thresholds` within `budget`, every number explained.
 pub fn judge(evidence: &Evidence<'_>, thresholds: &Thresholds, budget: &Budget) -> Judgement {
+    judge_with(evidence, thresholds, budget, Detail::Explained)
+}
+
+/// [`judge`], with `detail` choosing whether the rate guardrails' explanatory bounds
+/// are computed; states are the same either way (tested).
+pub fn judge_with(
+    evidence: &Evidence<'_>,
+    thresholds: &Thresholds,
+    budget: &Budget,
+    detail: Detail,
+) -> Judgement {
     let on = enabled(thresholds, evidence.psi_reference.is_some());
     let share = budget.false_rollback / on.len().max(1) as f64;
     let now = Counts::of(evidence.canary, thresholds);
@@ -290,7 +310,7 @@ pub fn judge(evidence: &Evidence<'_>, thresholds: &Thresholds, budget: &Budget) 
                     _ => Some(P99_SHARE),
                 }
                 .unwrap_or(1.0);
-                rate(g, &now, limit, evidence, share, budget)
+                rate(g, &now, limit, evidence, share, budget, detail)
             }
             Guardrail::Psi => psi(
                 evidence,
@@ -342,7 +362,9 @@ fn rate(
     evidence: &Evidence<'_>,
     share: f64,
     budget: &Budget,
+    detail: Detail,
 ) -> Finding {
+    let explain = detail == Detail::Explained;
     let (n, k) = now.get(g);
     let cumulative_alpha = share * 0.75;
     let mut f = Finding::new(g, State::Undecided, n, ratio(k, n), limit, cumulative_alpha);
@@ -371,7 +393,7 @@ fn rate(
     }
     if sequential::rejects(Side::Above, n, k, limit, cumulative_alpha) {
         f.state = State::Breach;
-        f.bound = Some(sequential::lower_bound(n, k, cumulative_alpha));
+        f.bound = explain.then(|| sequential::lower_bound(n, k, cumulative_alpha));
         f.note = "over the whole step".into();
         return f;
     }
@@ -385,7 +407,7 @@ fn rate(
             f.requests = rn;
             f.observed = ratio(rk, rn);
             f.alpha = alpha;
-            f.bound = Some(sequential::lower_bound(rn, rk, alpha));
+            f.bound = explain.then(|| sequential::lower_bound(rn, rk, alpha));
             f.note = format!(
                 "over the last {:.1}s",
                 evidence.elapsed.saturating_sub(c.at).as_secs_f64()
@@ -396,7 +418,10 @@ fn rate(
     if sequential::rejects(Side::Below, n, k, limit, budget.false_promotion) {
         f.state = State::Healthy;
         f.alpha = budget.false_promotion;
-        f.bound = Some(sequential::upper_bound(n, k, budget.false_promotion));
+        f.bound = explain.then(|| sequential::upper_bound(n, k, budget.false_promotion));
+        return f;
+    }
+    if !explain {
         return f;
     }
     f.more_needed = [

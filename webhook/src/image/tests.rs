@@ -120,3 +120,23 @@ fn whitespace_and_control_characters_are_not_references() {
         assert!(ImageRef::parse(&image).is_err(), "{image:?} must not parse");
     }
 }
+
+#[test]
+fn an_uppercase_first_component_is_a_host_to_the_runtime_so_it_is_refused() {
+    // Found by the image_reference fuzz target: oci-client read "locaBhost/x" as
+    // docker.io/locaBhost/x; the runtime pulls it from the registry "locabhost".
+    for image in ["locaBhost/x", "EVIL/library/nginx:1.25", "Registry/app:1"] {
+        let e = ImageRef::parse(image).expect_err(image);
+        assert!(e.to_string().contains("registry host"), "{image}: {e}");
+    }
+    // Hosts with a domain or port may have any case; lowercase paths are Docker Hub's.
+    assert_eq!(
+        parse("Registry.Example:5000/app:1").normalised(),
+        "Registry.Example:5000/app:1"
+    );
+    assert_eq!(
+        parse("locabhost/x").normalised(),
+        "docker.io/locabhost/x:latest"
+    );
+    assert_eq!(parse("localhost/x").normalised(), "localhost/x:latest");
+}

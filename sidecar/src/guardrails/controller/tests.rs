@@ -643,3 +643,29 @@ async fn a_forbidden_promote_at_the_deadline_holds_instead() {
         h.stop().await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_storm_delays_the_rollback_but_it_lands_exactly_once() {
+    let fake = Fake::knative(5, json!({}));
+    // Every write loses its race 25 times: more than one evaluation's maxConflicts.
+    fake.state().raced_patches = 25;
+    let h = Harness::start(&fake, GuardrailsConfig::default());
+    h.traffic(true, Duration::from_secs(30), || rollbacks(&fake) > 0)
+        .await;
+    h.traffic(true, Duration::from_secs(10), || false).await;
+    let calls = fake.state().patch_calls.clone();
+    assert_eq!(rollbacks(&fake), 1);
+    assert_eq!(calls.iter().filter(|c| c.1).count(), 1);
+    assert_eq!(
+        calls.len(),
+        26,
+        "each lost race is re-read and recomputed once"
+    );
+    assert_eq!((fake.percent_of(STABLE), fake.percent_of(CANARY)), (100, 0));
+    assert_eq!(
+        fake.annotation("other.example/touched").as_deref(),
+        Some("26")
+    );
+    assert!(h.metric("guardrail_actions_total{action=\"rollback\",outcome=\"stopped\"}") >= 2.0);
+    h.stop().await;
+}

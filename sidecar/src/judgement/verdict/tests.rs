@@ -241,3 +241,29 @@ fn the_false_rollback_budget_is_split_over_enabled_guardrails() {
     let f = finding(&j, Guardrail::ErrorRatio);
     assert!((f.alpha - 0.01 / on * 0.75).abs() < 1e-12, "{}", f.alpha);
 }
+
+#[test]
+fn explanations_never_change_a_state() {
+    let t = Thresholds::default();
+    let checkpoints: Vec<Checkpoint> = Vec::new();
+    for n in [0u64, 3, 5, 10, 40, 100, 400, 2000] {
+        for k in [0u64, 1, 2, 5, 10, 20, 40, 100] {
+            if k > n {
+                continue;
+            }
+            let canary = summary(n, k, &[(10, n)]);
+            let evidence = Evidence {
+                canary: &canary,
+                stable: None,
+                checkpoints: &checkpoints,
+                elapsed: Duration::from_secs(60),
+                psi_reference: None,
+            };
+            let full = judge_with(&evidence, &t, &budget(), Detail::Explained);
+            let lean = judge_with(&evidence, &t, &budget(), Detail::StateOnly);
+            let states = |j: &Judgement| j.findings.iter().map(|f| f.state).collect::<Vec<_>>();
+            assert_eq!(states(&full), states(&lean), "n={n} k={k}");
+            assert_eq!(full.state, lean.state, "n={n} k={k}");
+        }
+    }
+}
