@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt as _;
 use guardrail_sidecar::{
     config::{Config as SidecarConfig, Protocol, RuleConfig, RuleConstraint, SanityConfig},
     sanity::{Checker, Kind},
@@ -32,6 +33,13 @@ use tokio::{
 pub fn abort_on_panic() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
+        // libFuzzer's C main skips the Rust runtime's start-up, which ignores SIGPIPE
+        // (as the real binaries do): without this a write to a socket the sidecar has
+        // closed kills the fuzzer instead of returning EPIPE.
+        // SAFETY: setting a signal disposition to SIG_IGN installs no handler code.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             default(info);
@@ -177,18 +185,42 @@ fn proxy() -> &'static Proxy {
     })
 }
 
+/// The model echoes the request body back as its response, in chunks of 1 to 7 bytes
+/// chosen by the bytes themselves: the sidecar's tee and sanity checks (KServe V1 on
+/// `/v1/models/…:predict`, OIP v2, OpenAI, SSE by path) see arbitrary bytes at
+/// arbitrary chunk boundaries.
 async fn serve_model(listener: tokio::net::TcpListener) {
-    use http_body_util::Full;
-    use hyper::{service::service_fn, Response};
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::{body::Frame, service::service_fn, Response};
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         tokio::spawn(async move {
-            let service = service_fn(|_req| async {
-                Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                    bytes::Bytes::from_static(br#"{"predictions":[0.25,0.75]}"#),
-                )))
+            let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let mut chunks = Vec::new();
+                let mut at = 0;
+                while at < body.len() {
+                    let size = usize::from(body[at] % 7) + 1;
+                    let end = (at + size).min(body.len());
+                    chunks.push(Ok::<_, std::convert::Infallible>(Frame::data(
+                        body.slice(at..end),
+                    )));
+                    at = end;
+                }
+                let stream = StreamBody::new(futures_util_stream(chunks));
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(stream)
+                        .expect("response"),
+                )
             });
             let _ =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -196,6 +228,16 @@ async fn serve_model(listener: tokio::net::TcpListener) {
                     .await;
         });
     }
+}
+
+/// The chunks as a stream that yields between them, so each is its own frame.
+fn futures_util_stream<T: Send + 'static>(
+    items: Vec<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::iter(items).then(|item| async move {
+        tokio::task::yield_now().await;
+        item
+    })
 }
 
 /// Arbitrary bytes on a connection to the proxy: whatever it answers, it answers

@@ -2,6 +2,7 @@
 //! serves both listeners until shutdown, then drains within a bound.
 
 use std::{
+    convert::Infallible,
     future::Future,
     sync::{atomic::AtomicBool, atomic::Ordering, Arc},
     time::Duration,
@@ -11,9 +12,14 @@ use bytes::Bytes;
 use guardrail_net::{
     overloaded, Accepted, Activity, HoldPermit, InFlight, Listener, ListenerMetrics,
 };
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::{body::Incoming, service::service_fn, Request, Response};
+use hyper_util::{
+    rt::TokioExecutor,
+    server::{
+        conn::auto,
+        graceful::{GracefulShutdown, Watcher},
+    },
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +31,7 @@ use crate::{
     guardrails::GuardrailMetrics,
     identity::Identity,
     metrics::Metrics,
-    proxy::{Proxy, ProxyBody},
+    proxy::Proxy,
     sanity::Checker,
     window::Window,
 };
@@ -33,6 +39,48 @@ use crate::{
 /// The plain-TCP connection as served (the sidecar's listeners have no TLS).
 async fn plain(stream: TcpStream, _activity: Arc<Activity>) -> Option<TcpStream> {
     Some(stream)
+}
+
+/// Serves one accepted connection of a listener: `handle` answers each request within
+/// the listener's in-flight bound. Beyond it, and for connections beyond the
+/// connection bound, a 503 with `Retry-After` that `handle` never sees: on the proxy,
+/// a request the model never got is no evidence against the revision (only counted).
+fn serve_plain<H, Fut, B>(
+    accepted: Accepted,
+    base: &auto::Builder<TokioExecutor>,
+    watcher: Watcher,
+    in_flight: &InFlight,
+    handle: H,
+) where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + From<Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = match accepted {
+        Accepted::Open(conn) => conn,
+        Accepted::Shed(stream, _) => {
+            tokio::spawn(guardrail_net::shed(stream));
+            return;
+        }
+    };
+    let in_flight = in_flight.clone();
+    let service = service_fn(move |req| {
+        let handle = handle.clone();
+        let permit = in_flight.try_enter();
+        async move {
+            match permit {
+                Some(p) => handle(req)
+                    .await
+                    .map(|r| r.map(|b| HoldPermit::new(b, Some(p)))),
+                None => Ok(overloaded::<B>().map(|b| HoldPermit::new(b, None))),
+            }
+        }
+    });
+    let base = base.clone();
+    tokio::spawn(async move {
+        guardrail_net::serve(conn, &base, watcher, plain, service).await;
+    });
 }
 
 /// A configured sidecar, ready to serve.
@@ -148,54 +196,20 @@ impl Sidecar {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Accepted::Open(conn) => {
-                        let proxy = self.proxy.clone();
-                        let in_flight = proxy_in_flight.clone();
-                        let service = service_fn(move |req| {
-                            let proxy = proxy.clone();
-                            // Beyond the bound: a 503 the model never sees, so it is
-                            // not evidence against the revision (only counted).
-                            let permit = in_flight.try_enter();
-                            async move {
-                                match permit {
-                                    Some(p) => proxy.handle(req).await.map(|r| r.map(|b| HoldPermit::new(b, Some(p)))),
-                                    None => Ok(overloaded::<ProxyBody>().map(|b| HoldPermit::new(b, None))),
-                                }
-                            }
-                        });
-                        let (base, watcher) = (proxy_base.clone(), proxy_conns.watcher());
-                        tokio::spawn(async move {
-                            guardrail_net::serve(conn, &base, watcher, plain, service).await;
-                        });
-                    }
-                    Accepted::Shed(stream, _) => {
-                        tokio::spawn(guardrail_net::shed(stream));
-                    }
-                },
-                accepted = admin_listener.accept() => match accepted {
-                    Accepted::Open(conn) => {
+                accepted = listener.accept() => {
+                    let proxy = self.proxy.clone();
+                    serve_plain(accepted, &proxy_base, proxy_conns.watcher(), &proxy_in_flight, move |req| {
+                        let proxy = proxy.clone();
+                        async move { proxy.handle(req).await }
+                    });
+                }
+                accepted = admin_listener.accept() => {
+                    let admin = admin.clone();
+                    serve_plain(accepted, &admin_base, admin_conns.watcher(), &admin_in_flight, move |req| {
                         let admin = admin.clone();
-                        let in_flight = admin_in_flight.clone();
-                        let service = service_fn(move |req| {
-                            let admin = admin.clone();
-                            let permit = in_flight.try_enter();
-                            async move {
-                                match permit {
-                                    Some(p) => admin.handle(req).await.map(|r| r.map(|b| HoldPermit::new(b, Some(p)))),
-                                    None => Ok(overloaded::<Full<Bytes>>().map(|b| HoldPermit::new(b, None))),
-                                }
-                            }
-                        });
-                        let (base, watcher) = (admin_base.clone(), admin_conns.watcher());
-                        tokio::spawn(async move {
-                            guardrail_net::serve(conn, &base, watcher, plain, service).await;
-                        });
-                    }
-                    Accepted::Shed(stream, _) => {
-                        tokio::spawn(guardrail_net::shed(stream));
-                    }
-                },
+                        async move { admin.handle(req).await }
+                    });
+                }
             }
         }
         draining.store(true, Ordering::Release);

@@ -318,3 +318,17 @@ pub fn manifest(relative: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// A Pod in namespace `models` that passes every policy but signatures, running `image`.
+pub fn probed_pod(name: &str, image: &str) -> Value {
+    let probe = json!({"httpGet": {"path": "/v2/health/ready", "port": 8080}});
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "models"},
+        "spec": {"containers": [{
+            "name": "server", "image": image,
+            "readinessProbe": probe, "livenessProbe": probe,
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+        }]}
+    })
+}

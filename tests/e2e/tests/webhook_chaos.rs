@@ -17,7 +17,7 @@ use guardrail_e2e::{
         cosign::{sign_with_keys, KeySigner},
         write, RegistryOptions, TestRegistry,
     },
-    webhook::{admission_review, Webhook},
+    webhook::{admission_review, probed_pod as pod, Webhook},
 };
 use serde_json::{json, Value};
 use tokio::{
@@ -110,19 +110,6 @@ fn config(host: &str, key_file: &Path, budget: &str) -> String {
          - name: models\n    images: [\"{host}/models/**\"]\n    keys: [{{file: \"{}\"}}]\n",
         key_file.display()
     )
-}
-
-fn pod(name: &str, image: &str) -> Value {
-    let probe = json!({"httpGet": {"path": "/v2/health/ready", "port": 8080}});
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "models"},
-        "spec": {"containers": [{
-            "name": "server", "image": image,
-            "readinessProbe": probe, "livenessProbe": probe,
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
-        }]}
-    })
 }
 
 /// One answered review: allowed or not, the denial message, how long it took.

@@ -15,9 +15,9 @@ use guardrail_e2e::{
         cosign::{sign_with_keys, KeySigner},
         write, RegistryOptions, TestRegistry,
     },
-    webhook::{admission_review, Webhook},
+    webhook::{admission_review, probed_pod as pod, Webhook},
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A config trusting `key` for `<host>/models/**`, with `rule_extra` in the rule.
 fn config(dir: &Path, host: &str, key: &KeySigner, rule_extra: &str) -> PathBuf {
@@ -28,20 +28,6 @@ fn config(dir: &Path, host: &str, key: &KeySigner, rule_extra: &str) -> PathBuf 
         key_file.display()
     );
     write(dir, "guardrail.yaml", &yaml)
-}
-
-/// A Pod that passes every other policy, running `image`.
-fn pod(name: &str, image: &str) -> Value {
-    let probe = json!({"httpGet": {"path": "/v2/health/ready", "port": 8080}});
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "models"},
-        "spec": {"containers": [{
-            "name": "server", "image": image,
-            "readinessProbe": probe, "livenessProbe": probe,
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
-        }]}
-    })
 }
 
 fn response(answer: &Value) -> &Value {
