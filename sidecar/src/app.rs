@@ -113,7 +113,13 @@ impl Sidecar {
         );
         let local = Arc::new(guardrails::Local::new(identity.clone(), window.clone()));
         let checker = Arc::new(Checker::new(&config.sanity)?);
-        let proxy = Proxy::new(&config, metrics.clone(), window.clone(), checker)?;
+        let proxy = Proxy::new(
+            &config,
+            identity.revision_label(),
+            metrics.clone(),
+            window.clone(),
+            checker,
+        )?;
         Ok(Self {
             config,
             identity,

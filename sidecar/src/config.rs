@@ -65,6 +65,8 @@ pub struct Config {
     pub sanity: SanityConfig,
     /// Rollback and staged promotion (see docs/guardrails.md).
     pub guardrails: GuardrailsConfig,
+    /// One log line per request, target `access` (default false; `--access-log`).
+    pub access_log: bool,
     /// Limits of the proxy listener: header and idle timeouts, connections, requests
     /// in flight, head size (see docs/sidecar.md). The admin listener has fixed,
     /// smaller limits ([`ADMIN_MAX_CONNECTIONS`], [`ADMIN_MAX_IN_FLIGHT`]).
@@ -102,6 +104,7 @@ impl Default for Config {
             sanity: SanityConfig::default(),
             guardrails: GuardrailsConfig::default(),
             limits: Limits::default(),
+            access_log: false,
         }
     }
 }

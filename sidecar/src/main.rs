@@ -52,6 +52,21 @@ struct Args {
     /// and one core still proxies tens of thousands of checked requests per second.
     #[arg(long, env = "TOKIO_WORKER_THREADS", default_value_t = 1)]
     workers: usize,
+    /// Log format on stderr: `text` (default) or `json` (one object per line:
+    /// timestamp, level, target, message and span fields such as the request id).
+    #[arg(long, env = "GUARDRAIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// One log line per request (target `access`: request id, trace id, method, path,
+    /// status, duration, revision) [config `accessLog`, default off].
+    #[arg(long, env = "GUARDRAIL_ACCESS_LOG")]
+    access_log: bool,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,13 +80,21 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        );
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
@@ -80,6 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.listen = args.listen.unwrap_or(config.listen);
     config.admin_listen = args.admin_listen.unwrap_or(config.admin_listen);
     config.guardrails.dry_run |= args.dry_run;
+    config.access_log |= args.access_log;
     if let Some(warmup) = args
         .warmup_seconds
         .as_deref()

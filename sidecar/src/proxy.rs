@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     authority: Authority,
     upstream_timeout: Duration,
     pub(crate) upstream_idle_timeout: Duration,
+    /// The revision, for access log lines; `None` when the access log is off.
+    pub(crate) access_log: Option<Arc<str>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) window: Arc<Window>,
     pub(crate) checker: Arc<Checker>,
@@ -56,6 +58,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(
         config: &Config,
+        revision: &str,
         metrics: Arc<Metrics>,
         window: Arc<Window>,
         checker: Arc<Checker>,
@@ -80,6 +83,7 @@ impl Proxy {
                 authority,
                 upstream_timeout: config.upstream_timeout,
                 upstream_idle_timeout: config.upstream_idle_timeout,
+                access_log: config.access_log.then(|| Arc::from(revision)),
                 metrics,
                 window,
                 checker,
@@ -121,6 +125,14 @@ impl Proxy {
         // Until the response is handed over, dropping the recorder (client gone) still
         // counts the request and releases the in-flight gauge.
         let mut recorder = Recorder::new(shared.clone(), start, kind, copy.clone());
+        if shared.access_log.is_some() {
+            recorder.access(body::Access {
+                request_id: request_id.clone(),
+                trace_id: headers::trace_id(&parts.headers),
+                method: parts.method.clone(),
+                path: parts.uri.path().to_string(),
+            });
+        }
 
         let uri = match upstream_uri(&shared.authority, &parts.uri) {
             Ok(uri) => uri,

@@ -39,6 +39,13 @@ pub struct Decision {
 /// Parses `body` and judges the object in it.
 pub async fn decide(engine: &Engine, body: &[u8]) -> Result<Decision, BadRequest> {
     let (request, object, old_object) = parse(body)?;
+    // Every log line of this review carries who it is about (fields of the caller's
+    // span; recording a field a span does not declare is a no-op).
+    let span = tracing::Span::current();
+    span.record("uid", request.uid.as_str());
+    span.record("kind", request.kind.kind.as_str());
+    span.record("namespace", request.namespace.as_deref().unwrap_or(""));
+    span.record("object", request.name.as_str());
     let operation = operation_label(&request.operation);
     let mut decision = Decision {
         review: AdmissionResponse::from(&request).into_review(),

@@ -11,8 +11,20 @@ use crate::{check::CheckArgs, server::ServeArgs};
     about = "Admission webhook that keeps bad model releases out of Kubernetes"
 )]
 pub struct Cli {
+    /// Log format on stderr: `text` (default; for people) or `json` (one object per
+    /// line: timestamp, level, target, message and the span's fields, such as the
+    /// AdmissionReview's uid, kind, namespace, name and decision).
+    #[arg(long, global = true, env = "GUARDRAIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once at start-up; boxing the big variant would buy nothing.

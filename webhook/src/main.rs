@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use guardrail_webhook::{
     check::{self, EXIT_ERROR},
-    cli::{CertsCommand, Cli, Command},
+    cli::{CertsCommand, Cli, Command, LogFormat},
     server,
 };
 use tracing_subscriber::EnvFilter;
@@ -13,15 +13,23 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries `check` output and the listen addresses.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            // sigstore warns on every registry without the referrers API.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,sigstore=error")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // sigstore warns on every registry without the referrers API.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sigstore=error"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

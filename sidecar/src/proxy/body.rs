@@ -41,9 +41,28 @@ pub(super) enum End {
     ClientGone,
 }
 
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::UpstreamReset => "upstream_reset",
+            Self::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// What an access log line says of a request besides its outcome.
+pub(super) struct Access {
+    pub(super) request_id: http::HeaderValue,
+    pub(super) trace_id: Option<String>,
+    pub(super) method: http::Method,
+    pub(super) path: String,
+}
+
 /// Measures one request from arrival to completion; records exactly once (on finish
 /// or when dropped).
 pub(super) struct Recorder {
+    access: Option<Box<Access>>,
     shared: Arc<Shared>,
     start: Instant,
     kind: Option<Kind>,
@@ -64,6 +83,7 @@ impl Recorder {
         copy: Option<RequestCopy>,
     ) -> Self {
         Self {
+            access: None,
             shared,
             start,
             kind,
@@ -95,6 +115,11 @@ impl Recorder {
         }
     }
 
+    /// Logs this request at its end (the access log is on).
+    pub(super) fn access(&mut self, access: Access) {
+        self.access = Some(Box::new(access));
+    }
+
     /// A response the proxy made itself (upstream failure or bad request).
     pub(super) fn local_response(&mut self, status: u16) {
         self.status = status;
@@ -120,6 +145,21 @@ impl Recorder {
         let latency = self.start.elapsed();
         let error = self.error || end == End::UpstreamReset;
         let shared = self.shared.clone();
+        if let (Some(a), Some(revision)) = (self.access.take(), shared.access_log.as_deref()) {
+            tracing::info!(
+                target: "access",
+                request_id = a.request_id.to_str().unwrap_or_default(),
+                trace_id = a.trace_id.as_deref().unwrap_or_default(),
+                method = %a.method,
+                path = %a.path,
+                status = self.status,
+                duration_ms = latency.as_secs_f64() * 1e3,
+                error,
+                end = end.as_str(),
+                revision,
+                "request"
+            );
+        }
         shared
             .metrics
             .request_finished(self.status, error, latency.as_secs_f64(), self.bytes);

@@ -109,6 +109,19 @@ pub fn grpc_failed(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes() != b"0")
 }
 
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), for logs; the
+/// header itself passes through untouched. `None` when absent or malformed.
+pub fn trace_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.trim().split('-');
+    let (version, trace) = (parts.next()?, parts.next()?);
+    let valid = version.len() == 2
+        && trace.len() == 32
+        && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace.bytes().any(|b| b != b'0');
+    valid.then(|| trace.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +188,27 @@ mod tests {
         let other = ensure_request_id(&mut HeaderMap::new());
         assert_ne!(id, other, "ids must differ");
         assert_eq!(other.as_bytes()[8], b'-');
+    }
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(trace_id(&h), None);
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        );
+        assert_eq!(
+            trace_id(&h).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-xyz-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            h.insert("traceparent", HeaderValue::from_static(bad));
+            assert_eq!(trace_id(&h), None, "{bad}");
+        }
     }
 }

@@ -98,7 +98,7 @@ async fn discard(body: &mut Body, budget: usize) {
 
 /// How long a refused body is read and dropped before the 413 is sent anyway.
 const DISCARD_TIME: Duration = Duration::from_secs(2);
-/// How much of a refused HTTP/2 body is read and dropped, in multiples of the limit.
+/// How much of a refused body is read and dropped, in multiples of the limit.
 const DISCARD_FACTOR: usize = 4;
 
 /// A response body that keeps the unread request body until the response is sent.
@@ -146,7 +146,15 @@ impl http_body::Body for HoldRequest {
 
 async fn validate(State(state): State<AppState>, request: Request) -> Response {
     let id = uuid::Uuid::new_v4();
-    let span = tracing::info_span!("validate", %id, uid = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "validate",
+        %id,
+        uid = tracing::field::Empty,
+        kind = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        object = tracing::field::Empty,
+        decision = tracing::field::Empty,
+    );
     let timeout = state.request_timeout;
     match tokio::time::timeout(timeout, handle(&state, request).instrument(span)).await {
         Ok(Ok(response)) => response,
@@ -178,18 +186,16 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    // HTTP/1.1 closes the connection after a refusal (a client waiting on
-    // `Expect: 100-continue` never uploads); HTTP/2 keeps it, so the refused body is
-    // read and dropped first.
+    // A body that is being uploaded is read and dropped up to a bound before the 413,
+    // so the client reads our answer instead of a reset: over HTTP/2 always; over
+    // HTTP/1.1 once reading has begun (hyper sent `100 Continue`). A declared size over
+    // the limit on HTTP/1.1 is refused before reading: a client waiting on
+    // `Expect: 100-continue` then never uploads.
     let h2 = request.version() == http::Version::HTTP_2;
+    let budget = limit.saturating_mul(DISCARD_FACTOR);
     let mut unread = request.into_body();
-    let budget = if h2 {
-        limit.saturating_mul(DISCARD_FACTOR)
-    } else {
-        0
-    };
     if declared.is_some_and(|len| len > limit) {
-        discard(&mut unread, budget).await;
+        discard(&mut unread, if h2 { budget } else { 0 }).await;
         return Ok(HoldRequest::respond(too_large(), unread));
     }
     let body = match Limited::new(&mut unread, limit).collect().await {
@@ -238,8 +244,9 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         .map(|r| r.uid.clone())
         .unwrap_or_default();
     tracing::Span::current().record("uid", uid.as_str());
+    tracing::Span::current().record("decision", decision.decision);
     info!(
-        kind = decision.kind,
+        workload = decision.kind,
         operation = decision.operation,
         decision = decision.decision,
         violations = decision.findings.len(),
