@@ -8,8 +8,6 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
-use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -46,11 +44,6 @@ impl InFlight {
         }
         permit
     }
-}
-
-/// The 503 a request beyond the bound gets (`Retry-After: 1`, connection closed).
-pub fn overloaded<B: From<Bytes>>() -> Response<B> {
-    crate::serve::overloaded_response()
 }
 
 pin_project_lite::pin_project! {

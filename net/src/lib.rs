@@ -13,8 +13,7 @@ mod serve;
 mod timeouts;
 
 pub use accept::{Accepted, Conn, Listener};
-pub use in_flight::{overloaded, HoldPermit, InFlight};
+pub use in_flight::{HoldPermit, InFlight};
 pub use limits::Limits;
 pub use metrics::ListenerMetrics;
-pub use serve::{builder, serve, shed};
-pub use timeouts::{Activity, Tracked};
+pub use serve::{builder, overloaded, serve, shed};

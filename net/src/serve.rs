@@ -40,14 +40,15 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves `conn` (wrapped in `io`, e.g. a TLS session over `conn.stream`, or the
-/// stream itself) until it ends, times out, or `watcher`'s shutdown drains it.
-/// `io` is built from the [`Activity`] this passes it, so reads are seen.
+/// Serves `conn` until it ends, times out, or `watcher`'s shutdown drains it. `wrap`
+/// turns the stream into what HTTP is spoken over (a TLS session, or the stream
+/// itself); `None` drops the connection. `builder` is one from [`builder`], owned by
+/// this connection (its HTTP/1 timer is the connection's own).
 pub async fn serve<W, I, S, B>(
     conn: Conn,
-    base: &auto::Builder<TokioExecutor>,
+    mut builder: auto::Builder<TokioExecutor>,
     watcher: Watcher,
-    wrap: impl FnOnce(TcpStream, Arc<Activity>) -> W,
+    wrap: impl FnOnce(TcpStream) -> W,
     service: S,
 ) where
     W: Future<Output = Option<I>>,
@@ -63,7 +64,6 @@ pub async fn serve<W, I, S, B>(
     let (listener, limits, metrics) = (slot.shared.name, &slot.shared.limits, &slot.shared.metrics);
     let activity = Arc::new(Activity::default());
     let header = limits.header_read_timeout;
-    let mut builder = base.clone();
     builder
         .http1()
         .timer(HeadTimer {
@@ -75,7 +75,7 @@ pub async fn serve<W, I, S, B>(
         })
         .header_read_timeout(header);
     // The handshake (if any) counts against the first head's time.
-    let Ok(Some(io)) = tokio::time::timeout(header, wrap(stream, activity.clone())).await else {
+    let Ok(Some(io)) = tokio::time::timeout(header, wrap(stream)).await else {
         metrics.timeout(listener, "first_bytes");
         return tracing::debug!(%peer, listener, "connection not set up in time");
     };
@@ -102,7 +102,7 @@ pub async fn serve<W, I, S, B>(
 /// closes it, within [`SHED_TIMEOUT`].
 pub async fn shed(stream: TcpStream) {
     let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, Infallible>(overloaded_response::<http_body_util::Full<Bytes>>())
+        Ok::<_, Infallible>(overloaded::<http_body_util::Full<Bytes>>())
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(false)
@@ -110,7 +110,8 @@ pub async fn shed(stream: TcpStream) {
     let _ = tokio::time::timeout(SHED_TIMEOUT, conn).await;
 }
 
-pub(crate) fn overloaded_response<B: From<Bytes>>() -> Response<B> {
+/// The 503 for a request or connection beyond a bound (`Retry-After: 1`, closed).
+pub fn overloaded<B: From<Bytes>>() -> Response<B> {
     Response::builder()
         .status(StatusCode::SERVICE_UNAVAILABLE)
         .header(header::RETRY_AFTER, "1")

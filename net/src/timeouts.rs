@@ -40,7 +40,7 @@ struct State {
 
 /// What a connection's reads and its HTTP/1 timer share.
 #[derive(Debug, Default)]
-pub struct Activity {
+pub(crate) struct Activity {
     state: Mutex<State>,
 }
 
@@ -76,7 +76,7 @@ impl Activity {
     /// Resolves when, `within` after the accept, the peer has neither sent enough to
     /// pick a protocol nor started an HTTP/1 head: protocol detection has no timeout
     /// of its own. Pending forever otherwise.
-    pub async fn silent_for(&self, within: Duration) {
+    pub(crate) async fn silent_for(&self, within: Duration) {
         tokio::time::sleep(within).await;
         let spoke = {
             let s = self.lock();
@@ -90,7 +90,7 @@ impl Activity {
 
 pin_project_lite::pin_project! {
     /// A connection whose reads are reported to its [`Activity`].
-    pub struct Tracked<T> {
+    pub(crate) struct Tracked<T> {
         #[pin]
         io: T,
         activity: Arc<Activity>,
@@ -98,7 +98,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<T> Tracked<T> {
-    pub fn new(io: T, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(io: T, activity: Arc<Activity>) -> Self {
         Self { io, activity }
     }
 }

@@ -63,7 +63,7 @@ async fn start(limits: Limits) -> Server {
                     let watcher = graceful.watcher();
                     let base = base.clone();
                     tokio::spawn(async move {
-                        serve(conn, &base, watcher, |s, _| async move { Some(s) }, service).await;
+                        serve(conn, base, watcher, |s| async move { Some(s) }, service).await;
                     });
                 }
                 Accepted::Shed(stream, _) => {

@@ -9,9 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use guardrail_net::{
-    overloaded, Accepted, Activity, HoldPermit, InFlight, Listener, ListenerMetrics,
-};
+use guardrail_net::{overloaded, Accepted, HoldPermit, InFlight, Listener, ListenerMetrics};
 use hyper::{body::Incoming, service::service_fn, Request, Response};
 use hyper_util::{
     rt::TokioExecutor,
@@ -37,7 +35,7 @@ use crate::{
 };
 
 /// The plain-TCP connection as served (the sidecar's listeners have no TLS).
-async fn plain(stream: TcpStream, _activity: Arc<Activity>) -> Option<TcpStream> {
+async fn plain(stream: TcpStream) -> Option<TcpStream> {
     Some(stream)
 }
 
@@ -77,9 +75,9 @@ fn serve_plain<H, Fut, B>(
             }
         }
     });
-    let base = base.clone();
+    let builder = base.clone();
     tokio::spawn(async move {
-        guardrail_net::serve(conn, &base, watcher, plain, service).await;
+        guardrail_net::serve(conn, builder, watcher, plain, service).await;
     });
 }
 

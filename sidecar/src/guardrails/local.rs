@@ -95,16 +95,12 @@ impl Local {
             let shown = self.verdict.lock().unwrap_or_else(|p| p.into_inner());
             (shown.current.clone(), shown.last_judged.clone())
         };
-        match current {
-            Published::NotJudging { why } => {
-                let mut v = json!({ "state": "not judging", "why": why });
-                if let Some(last) = last {
-                    v["lastJudgement"] = self.render(last);
-                }
-                v
-            }
-            judged => self.render(judged),
+        let not_judging = matches!(current, Published::NotJudging { .. });
+        let mut shown = self.render(current);
+        if let (true, Some(last)) = (not_judging, last) {
+            shown["lastJudgement"] = self.render(last);
         }
+        shown
     }
 
     fn render(&self, published: Published) -> Value {

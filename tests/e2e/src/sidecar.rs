@@ -6,7 +6,7 @@ use std::{
     future::Future,
     io::{BufRead, BufReader},
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
@@ -42,6 +42,32 @@ impl SidecarProcess {
     /// Starts the sidecar on ephemeral ports in front of `upstream`, with `config`
     /// YAML written to a file in `dir`.
     pub fn start(upstream: &str, revision: &str, config: &str, dir: &Path) -> Self {
+        Self::spawn(&mut Self::command(upstream, revision, config, dir, &[]))
+    }
+
+    /// [`SidecarProcess::start`] with `extra` flags, logging at `RUST_LOG=info` to the
+    /// file it returns (for tests that read what the sidecar logged).
+    pub fn start_logged(
+        upstream: &str,
+        revision: &str,
+        config: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> (Self, PathBuf) {
+        let log = dir.join("sidecar-stderr.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Self::command(upstream, revision, config, dir, extra);
+        cmd.env("RUST_LOG", "info").stderr(Stdio::from(file));
+        (Self::spawn(&mut cmd), log)
+    }
+
+    fn command(
+        upstream: &str,
+        revision: &str,
+        config: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Command {
         let config_path = dir.join("sidecar.yaml");
         std::fs::write(&config_path, config).expect("write sidecar config");
         let mut cmd = Command::new(bin("guardrail-sidecar"));
@@ -56,8 +82,9 @@ impl SidecarProcess {
         .arg("--config")
         .arg(&config_path)
         .args(["--revision", revision])
+        .args(extra)
         .env("RUST_LOG", "warn");
-        Self::spawn(&mut cmd)
+        cmd
     }
 
     /// Spawns a sidecar `cmd` that listens on ephemeral ports and reads the addresses

@@ -5,14 +5,12 @@
 //! the model untouched.
 
 use std::{
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use bytes::Bytes;
 use guardrail_e2e::{
-    bins::bin,
     process::eventually,
     sidecar::{upstream, SidecarProcess},
     webhook::{admission_review, manifest, Webhook},
@@ -57,23 +55,13 @@ async fn the_sidecar_access_log_carries_request_and_trace_ids() {
     })
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sidecar.yaml");
-    std::fs::write(&config, "").expect("config");
-    let log = dir.path().join("stderr.log");
-    let mut cmd = Command::new(bin("guardrail-sidecar"));
-    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args([
-            "--upstream",
-            &format!("http://{up}"),
-            "--revision",
-            "m-00002",
-        ])
-        .args(["--log-format", "json", "--access-log"])
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
-    let sidecar = SidecarProcess::spawn(&mut cmd);
+    let (sidecar, log) = SidecarProcess::start_logged(
+        &format!("http://{up}"),
+        "m-00002",
+        "",
+        dir.path(),
+        &["--log-format", "json", "--access-log"],
+    );
     let client = reqwest::Client::new();
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let r = client

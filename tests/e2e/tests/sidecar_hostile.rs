@@ -3,15 +3,12 @@
 //! accept loop nor stops the connections already open.
 
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use guardrail_e2e::{
-    bins::bin,
-    sidecar::{upstream, SidecarProcess},
-};
+use guardrail_e2e::sidecar::{upstream, SidecarProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::Response;
 use tokio::{
@@ -124,23 +121,14 @@ fn cpu_seconds(pid: u32) -> f64 {
 async fn out_of_file_descriptors_the_accept_loop_backs_off_and_open_connections_keep_working() {
     let up = model().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("sidecar.yaml");
     // Accepted silent connections are closed after 2 s, so descriptors come back.
-    std::fs::write(&config, "limits:\n  headerReadTimeout: 2s\n").expect("config");
-    let log = dir.path().join("stderr.log");
-    let mut cmd = Command::new(bin("guardrail-sidecar"));
-    cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args([
-            "--upstream",
-            &format!("http://{up}"),
-            "--revision",
-            "m-00001",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log file")));
-    let sidecar = SidecarProcess::spawn(&mut cmd);
+    let (sidecar, log) = SidecarProcess::start_logged(
+        &format!("http://{up}"),
+        "m-00001",
+        "limits:\n  headerReadTimeout: 2s\n",
+        dir.path(),
+        &[],
+    );
     let pid = sidecar.child.pid();
     // A kept-alive client connection (and the sidecar's upstream connection behind it).
     let mut kept = TcpStream::connect(sidecar.proxy).await.expect("connect");

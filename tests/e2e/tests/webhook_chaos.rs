@@ -53,43 +53,11 @@ impl Relay {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let up = {
-                        let gone = gone.clone();
-                        async move {
-                            let mut buf = vec![0u8; 16 * 1024];
-                            loop {
-                                let n = match cr.read(&mut buf).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(n) => n,
-                                };
-                                let d = delay.load(Ordering::Relaxed);
-                                if d > 0 {
-                                    tokio::time::sleep(Duration::from_millis(d)).await;
-                                }
-                                if gone.load(Ordering::Relaxed)
-                                    || sw.write_all(&buf[..n]).await.is_err()
-                                {
-                                    return;
-                                }
-                            }
-                        }
-                    };
-                    let back = async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let n = match sr.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => n,
-                            };
-                            if gone.load(Ordering::Relaxed)
-                                || cw.write_all(&buf[..n]).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let no_delay = Arc::new(AtomicU64::new(0));
+                    let up = pump(cr, sw, delay, gone.clone());
+                    let back = pump(sr, cw, no_delay, gone);
                     // Either direction ending (or the relay going down) ends both.
                     tokio::select! { () = up => {}, () = back => {} }
                 });
@@ -99,6 +67,30 @@ impl Relay {
             host,
             delay_ms,
             down,
+        }
+    }
+}
+
+/// Copies `from` to `to`, waiting `delay_ms` before forwarding each chunk, until
+/// either side closes or the relay goes `down`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay_ms: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let d = delay_ms.load(Ordering::Relaxed);
+        if d > 0 {
+            tokio::time::sleep(Duration::from_millis(d)).await;
+        }
+        if down.load(Ordering::Relaxed) || to.write_all(&buf[..n]).await.is_err() {
+            return;
         }
     }
 }

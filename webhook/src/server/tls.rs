@@ -44,14 +44,14 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let peer = conn.peer;
-            let handshake = |tcp, _activity| async move {
+            let handshake = |tcp| async move {
                 acceptor
                     .accept(tcp)
                     .await
                     .inspect_err(|e| debug!(%peer, error = %e, "TLS handshake failed"))
                     .ok()
             };
-            guardrail_net::serve(conn, &base, watcher, handshake, service).await;
+            guardrail_net::serve(conn, base, watcher, handshake, service).await;
         });
     }
     drop(listener);
