@@ -18,7 +18,9 @@ use hyper_util::{
 };
 use serde::Serialize;
 
-use crate::{guardrails::Local, identity::Identity, metrics::Metrics, window::Snapshot};
+use crate::{
+    guardrails::Local, identity::Identity, metrics::Metrics, readiness::Readiness, window::Snapshot,
+};
 
 /// How long `/readyz` waits for the upstream.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -37,6 +39,8 @@ struct Inner {
     client: Client<HttpConnector, Empty<Bytes>>,
     draining: Arc<AtomicBool>,
     local: Arc<Local>,
+    /// The model's own probe's last result, when `upstreamProbe` is set.
+    model: Option<Arc<Readiness>>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +59,7 @@ impl Admin {
         readiness_path: Option<String>,
         draining: Arc<AtomicBool>,
         local: Arc<Local>,
+        model: Option<Arc<Readiness>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -65,6 +70,7 @@ impl Admin {
                 client: Client::builder(TokioExecutor::new()).build_http(),
                 draining,
                 local,
+                model,
             }),
         }
     }
@@ -115,12 +121,19 @@ impl Admin {
         Ok(response)
     }
 
-    /// Ready when not draining and the upstream answers: 2xx on `readinessPath`, or
-    /// a TCP connect without one.
+    /// Ready when not draining and the upstream answers: the last result of
+    /// `upstreamProbe` (answered at once), else 2xx on `readinessPath`, else a TCP
+    /// connect.
     async fn ready(&self) -> Response<Full<Bytes>> {
         let inner = &self.inner;
         if inner.draining.load(Ordering::Acquire) {
             return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+        }
+        if let Some(model) = &inner.model {
+            return match model.get() {
+                Ok(()) => text(StatusCode::OK, "ready\n".into()),
+                Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
+            };
         }
         let probe = async {
             match &inner.readiness_path {

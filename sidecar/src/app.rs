@@ -30,6 +30,7 @@ use crate::{
     identity::Identity,
     metrics::Metrics,
     proxy::Proxy,
+    readiness::{self, Readiness, UpstreamProbe},
     sanity::Checker,
     window::Window,
 };
@@ -163,6 +164,16 @@ impl Sidecar {
     ) -> Result<(), SidecarError> {
         let draining = Arc::new(AtomicBool::new(false));
         let upstream_host = self.config.upstream_authority()?.as_str().to_string();
+        let stop_probe = CancellationToken::new();
+        let model = match &self.config.upstream_probe {
+            Some(probe) => {
+                let probe = UpstreamProbe::from_probe(probe)?;
+                let readiness = Arc::new(Readiness::default());
+                tokio::spawn(readiness::run(probe, readiness.clone(), stop_probe.clone()));
+                Some(readiness)
+            }
+            None => None,
+        };
         let admin = Admin::new(
             self.metrics.clone(),
             &self.config.upstream,
@@ -170,6 +181,7 @@ impl Sidecar {
             self.config.readiness_path.clone(),
             draining.clone(),
             self.local.clone(),
+            model,
         );
         let proxy_conns = GracefulShutdown::new();
         let admin_conns = GracefulShutdown::new();
@@ -218,6 +230,7 @@ impl Sidecar {
         }
         draining.store(true, Ordering::Release);
         stop_guardrails.cancel();
+        stop_probe.cancel();
         if let Some(task) = guardrails {
             // An in-flight API call is cancelled at its next await point.
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;

@@ -59,6 +59,12 @@ pub struct Config {
     /// Optional upstream path probed by `/readyz` (expects 2xx), e.g.
     /// `/v2/health/ready`; without it `/readyz` checks that the upstream accepts TCP.
     pub readiness_path: Option<String>,
+    /// The model's own readiness probe, as a Kubernetes probe (httpGet, tcpSocket or
+    /// grpc; numeric ports; host default 127.0.0.1). When set, it runs in the
+    /// background and `/readyz` answers its last result at once (it replaces
+    /// `readinessPath`). The injector sets it (`GUARDRAIL_UPSTREAM_PROBE`) from the
+    /// probe queue-proxy ran on the model before the sidecar took its place.
+    pub upstream_probe: Option<k8s_openapi::api::core::v1::Probe>,
     /// The sliding window judged by the guardrails.
     pub window: WindowConfig,
     /// Output sanity checks.
@@ -100,6 +106,7 @@ impl Default for Config {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             readiness_path: None,
+            upstream_probe: None,
             window: WindowConfig::default(),
             sanity: SanityConfig::default(),
             guardrails: GuardrailsConfig::default(),
@@ -179,6 +186,9 @@ impl Config {
                     format!("`{p}` must start with `/`"),
                 ));
             }
+        }
+        if let Some(probe) = &self.upstream_probe {
+            crate::readiness::UpstreamProbe::from_probe(probe)?;
         }
         let w = &self.window;
         if w.sub_windows == 0 || w.sub_windows > 600 {

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod judgement;
 pub mod metrics;
 pub mod proxy;
+pub mod readiness;
 pub mod sanity;
 pub mod shutdown;
 pub mod window;

@@ -15,8 +15,17 @@ struct Args {
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// Upstream model server URL [config `upstream`, default http://127.0.0.1:8080].
-    #[arg(long)]
+    #[arg(long, env = "GUARDRAIL_UPSTREAM")]
     upstream: Option<String>,
+    /// The model's readiness probe as Kubernetes probe JSON (httpGet, tcpSocket or
+    /// grpc), run in the background for `/readyz`; the injector sets it
+    /// [config `upstreamProbe`].
+    #[arg(long, env = "GUARDRAIL_UPSTREAM_PROBE")]
+    upstream_probe: Option<String>,
+    /// Measure only: no judging, rollback or promotion (the injector sets it when the
+    /// pod has no API token) [config `guardrails.enabled: false`].
+    #[arg(long, env = "GUARDRAIL_MEASURE_ONLY")]
+    measure_only: bool,
     /// Admin listen address [config `adminListen`, default 0.0.0.0:9095].
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -116,6 +125,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(upstream) = args.upstream {
         config.upstream = upstream;
     }
+    if let Some(probe) = args
+        .upstream_probe
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        config.upstream_probe = Some(serde_json::from_str(probe).context(
+            "--upstream-probe (GUARDRAIL_UPSTREAM_PROBE) is not a Kubernetes probe in JSON",
+        )?);
+    }
+    if args.measure_only {
+        config.guardrails.enabled = false;
+    }
+    // Flags change the config after its validation at load.
+    config.validate()?;
     let identity = Identity {
         revision: args.revision,
         configuration: args.configuration,

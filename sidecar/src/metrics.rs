@@ -76,6 +76,7 @@ pub struct Metrics {
     errors: Counter,
     duration: Histogram,
     in_flight: Gauge,
+    probes: Counter,
     upstream_errors: [Counter; 4],
     sanity_failures: Family<CheckLabel, Counter>,
     sanity_checked: Counter,
@@ -126,6 +127,12 @@ impl Metrics {
             "requests_in_flight",
             "Requests being proxied now",
             in_flight.clone(),
+        );
+        let probes = Counter::default();
+        registry.register(
+            "probe_requests",
+            "Health probes proxied (queue-proxy, kubelet): never in the window or the request metrics",
+            probes.clone(),
         );
         let upstream = Family::<KindLabel, Counter>::default();
         registry.register(
@@ -213,6 +220,7 @@ impl Metrics {
             errors,
             duration,
             in_flight,
+            probes,
             upstream_errors,
             sanity_failures,
             sanity_checked,
@@ -253,6 +261,12 @@ impl Metrics {
         }
         self.duration.observe(seconds);
         self.response_bytes.inc_by(response_bytes);
+    }
+
+    /// A proxied health probe ended.
+    pub(crate) fn probe_finished(&self) {
+        self.in_flight.dec();
+        self.probes.inc();
     }
 
     pub(crate) fn request_bytes(&self, n: u64) {

@@ -125,6 +125,9 @@ impl Proxy {
         // Until the response is handed over, dropping the recorder (client gone) still
         // counts the request and releases the in-flight gauge.
         let mut recorder = Recorder::new(shared.clone(), start, kind, copy.clone());
+        if headers::is_probe(&parts.headers) {
+            recorder.probe();
+        }
         if shared.access_log.is_some() {
             recorder.access(body::Access {
                 request_id: request_id.clone(),

@@ -479,3 +479,86 @@ async fn a_kept_alive_connection_closed_by_the_upstream_is_retried_once() {
     let s = sc.wait_recorded(4).await;
     assert_eq!(s.errors, 0);
 }
+
+#[tokio::test]
+async fn probes_pass_through_uncounted_and_readyz_runs_the_models_probe() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static LOADED: AtomicBool = AtomicBool::new(false);
+    let up = upstream(|req| async move {
+        if req.uri().path() == "/v2/health/ready" {
+            let status = if LOADED.load(Ordering::SeqCst) {
+                200
+            } else {
+                503
+            };
+            return full(status, "");
+        }
+        full(200, "{}")
+    })
+    .await;
+    let probe = format!(
+        "upstreamProbe: {{httpGet: {{path: /v2/health/ready, port: {}}}, periodSeconds: 1}}",
+        up.port()
+    );
+    let sc = sidecar(up, &probe).await;
+    let client = reqwest::Client::new();
+    // queue-proxy's and the kubelet's probes reach the model but are not traffic.
+    for (name, value) in [
+        ("K-Kubelet-Probe", "queue"),
+        ("User-Agent", "kube-probe/1.31"),
+    ] {
+        let r = client
+            .get(sc.url("/v2/health/ready"))
+            .header(name, value)
+            .send()
+            .await
+            .expect("probe");
+        assert_eq!(r.status(), 503);
+    }
+    client
+        .get(sc.url("/predict"))
+        .send()
+        .await
+        .expect("request");
+    let s = sc.wait_recorded(1).await;
+    let m = sc.metrics().await;
+    let rev = r#"revision="model-00002""#;
+    assert_eq!(
+        (s.requests, s.errors),
+        (1, 0),
+        "probes are not in the window"
+    );
+    assert_eq!(
+        sample(&m, &format!("guardrail_probe_requests_total{{{rev}}}")),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            &format!("guardrail_request_duration_seconds_count{{{rev}}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, &format!("guardrail_requests_in_flight{{{rev}}}")),
+        Some(0.0)
+    );
+
+    // /readyz says what the model's own probe says, answered from the last result.
+    let readyz = || async {
+        let r = reqwest::get(format!("http://{}/readyz", sc.admin))
+            .await
+            .expect("readyz");
+        r.status().as_u16()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while readyz().await != 503 {
+        assert!(std::time::Instant::now() < deadline, "never not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    LOADED.store(true, Ordering::SeqCst);
+    while readyz().await != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

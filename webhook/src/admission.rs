@@ -8,8 +8,11 @@ use kube::core::{
 };
 use serde_json::Value;
 
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
+
 use crate::{
     engine::{Engine, Verdict},
+    inject::Context,
     policy::PolicyName,
     workload::{Workload, WorkloadKind},
 };
@@ -113,6 +116,65 @@ pub async fn decide(engine: &Engine, body: &[u8]) -> Result<Decision, BadRequest
     );
     decision.review = answer(response, &verdict, &object_name);
     Ok(decision)
+}
+
+/// The answer of `/mutate` and what to record about it.
+pub struct Mutation {
+    /// The AdmissionReview, with `patch` (base64) and `patchType` when there is one.
+    pub review: Value,
+    /// `result` label of `guardrail_injections_total`; `skip` when not a pod CREATE.
+    pub outcome: &'static str,
+}
+
+/// Parses `body` and plans the sidecar injection into the pod in it. Always allows:
+/// whether the pod may run is the validating webhook's call; a pod we cannot inject
+/// is admitted as it is, with a warning saying why.
+pub fn mutate(engine: &Engine, body: &[u8]) -> Result<Mutation, BadRequest> {
+    let (request, object, _) = parse(body)?;
+    let span = tracing::Span::current();
+    span.record("uid", request.uid.as_str());
+    span.record("kind", request.kind.kind.as_str());
+    span.record("namespace", request.namespace.as_deref().unwrap_or(""));
+    span.record("object", request.name.as_str());
+    let mut response = AdmissionResponse::from(&request);
+    let is_pod_create = request.operation == Operation::Create
+        && request.kind.group.is_empty()
+        && request.kind.kind == "Pod"
+        && request.sub_resource.as_deref().unwrap_or("").is_empty();
+    let object = object.filter(|o| o.is_object());
+    let (outcome, patch) = match (is_pod_create, object) {
+        (false, _) => ("skip", None),
+        (true, None) => {
+            response.warnings = Some(vec![
+                "Guardrail sidecar not injected: request.object is missing".into(),
+            ]);
+            ("conflict", None)
+        }
+        (true, Some(pod)) => {
+            let context = Context {
+                selected: true,
+                namespace: request.namespace.as_deref().filter(|n| !n.is_empty()),
+                at_admission: true,
+            };
+            let injection = engine.injector().inject(&pod, &[], &context);
+            if !injection.warnings.is_empty() {
+                response.warnings = Some(injection.warnings);
+            }
+            let patch = (!injection.patch.0.is_empty()).then_some(injection.patch);
+            (injection.outcome.as_str(), patch)
+        }
+    };
+    let mut review = serde_json::to_value(response.into_review()).map_err(|e| BadRequest {
+        reason: "not_admission_review",
+        message: format!("cannot encode the answer: {e}"),
+    })?;
+    if let (Some(patch), Some(answer)) = (patch, review.get_mut("response")) {
+        // `patch` is base64 of the JSON Patch, as the API server reads Go's []byte.
+        let bytes = serde_json::to_vec(&patch).expect("a JSON Patch serialises");
+        answer["patch"] = Value::String(BASE64.encode(bytes));
+        answer["patchType"] = Value::String("JSONPatch".into());
+    }
+    Ok(Mutation { review, outcome })
 }
 
 type Parsed = (

@@ -2,7 +2,7 @@
 //! Exit 0 when everything is allowed, 1 when anything is denied, 2 on usage or parse
 //! errors.
 
-mod input;
+pub(crate) mod input;
 mod output;
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{check::CheckArgs, server::ServeArgs};
+use crate::{check::CheckArgs, inject::command::InjectArgs, server::ServeArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,10 +31,12 @@ pub enum LogFormat {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTPS validating admission webhook.
+    /// Run the HTTPS admission webhook (/validate and /mutate).
     Serve(ServeArgs),
     /// Check manifests offline with the same policies as the server.
     Check(CheckArgs),
+    /// Print manifests with the sidecar injected, as the webhook's /mutate would.
+    Inject(InjectArgs),
     /// TLS material for the webhook.
     Certs {
         #[command(subcommand)]

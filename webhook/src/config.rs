@@ -29,6 +29,9 @@ pub const DEFAULT_SIDECAR_CONTAINERS: &[&str] =
 /// Knative's queue-proxy may come from: Knative's release images.
 pub const DEFAULT_QUEUE_PROXY_IMAGES: &[&str] =
     &["gcr.io/knative-releases/knative.dev/serving/cmd/queue"];
+/// Repositories of platform sidecars that pods get from the platform, not the author:
+/// KServe's agent (logger, batcher), which its own pod mutator adds.
+pub const DEFAULT_PLATFORM_SIDECAR_IMAGES: &[&str] = &["docker.io/kserve/agent"];
 /// Namespaces never checked, so a bad policy can never lock the control plane out.
 pub const DEFAULT_EXEMPT_NAMESPACES: &[&str] = &["kube-system"];
 
@@ -51,6 +54,9 @@ pub struct Config {
     /// Image signature rules (cosign keys, keyless identities), registries, cache and
     /// budget: see docs/signatures.md. Default: no rules, nothing verified.
     pub signatures: crate::signatures::SignaturesConfig,
+    /// The sidecar `/mutate` injects (image by digest, ports, resources): see
+    /// docs/injection.md. Default: no image, nothing injected.
+    pub injection: crate::inject::InjectionConfig,
 }
 
 /// Global mode.
@@ -185,6 +191,12 @@ pub struct Scope {
     /// Containers that are not serving containers: probes and resources skip them, the
     /// digest policy still applies. Default `[istio-proxy, linkerd-proxy, guardrail-sidecar]`.
     pub sidecar_containers: Vec<String>,
+    /// Globs over normalised repositories (no tag or digest) of sidecars the platform
+    /// adds, trusted by image and never by name: KServe's agent. Such a container is
+    /// not a serving container (no probes or resources checks) and its signature is
+    /// the platform's business, like queue-proxy's; its digest is still required.
+    /// Default `[docker.io/kserve/agent]`; add your mirror if you mirror it.
+    pub platform_sidecar_images: Vec<String>,
     /// Globs over normalised image references (`docker.io/library/nginx:1.25`) that the
     /// image policies skip. `*` stays within one path segment, `**` crosses them.
     pub exempt_images: Vec<String>,
@@ -200,6 +212,7 @@ impl Default for Scope {
             exempt_containers: Vec::new(),
             queue_proxy_images: owned(DEFAULT_QUEUE_PROXY_IMAGES),
             sidecar_containers: owned(DEFAULT_SIDECAR_CONTAINERS),
+            platform_sidecar_images: owned(DEFAULT_PLATFORM_SIDECAR_IMAGES),
             exempt_images: Vec::new(),
         }
     }
@@ -257,6 +270,10 @@ impl Config {
             ("scope.sidecarContainers", &self.scope.sidecar_containers),
             ("scope.exemptImages", &self.scope.exempt_images),
             ("scope.queueProxyImages", &self.scope.queue_proxy_images),
+            (
+                "scope.platformSidecarImages",
+                &self.scope.platform_sidecar_images,
+            ),
         ];
         for (field, list) in lists {
             if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
@@ -266,6 +283,10 @@ impl Config {
         let globs = [
             ("scope.exemptImages", &self.scope.exempt_images),
             ("scope.queueProxyImages", &self.scope.queue_proxy_images),
+            (
+                "scope.platformSidecarImages",
+                &self.scope.platform_sidecar_images,
+            ),
         ];
         for (field, list) in globs {
             for (i, glob) in list.iter().enumerate() {
@@ -297,6 +318,7 @@ impl Config {
                 .map_err(|(field, message)| invalid(format!("scope.selector.{field}"), message))?;
         }
         self.signatures.validate().map_err(ConfigError::from)?;
+        self.injection.validate()?;
         Ok(())
     }
 }

@@ -15,10 +15,13 @@ use globset::{GlobSet, GlobSetBuilder};
 pub use build::EngineOptions;
 pub use verdict::{Finding, Verdict};
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use crate::{
     config::{image_glob, Config, Mode, PolicyMode},
     error::ConfigError,
     image::ImageRef,
+    inject::{Injector, UPSTREAM_PROBE_ENV},
     policy::{digest::DigestPolicy, probes, resources, ImagePolicy, PolicyName, Violation},
     workload::{ContainerSite, Flavor, ImageUse, PodUnit, Role, Workload, QUEUE_PROXY},
 };
@@ -28,6 +31,8 @@ pub struct Engine {
     config: Config,
     exempt_images: GlobSet,
     queue_proxy_images: GlobSet,
+    platform_sidecar_images: GlobSet,
+    injector: Injector,
     image_policies: Vec<Arc<dyn ImagePolicy>>,
 }
 
@@ -50,10 +55,21 @@ impl Engine {
         let exempt_images = glob_set("scope.exemptImages", &config.scope.exempt_images)?;
         let queue_proxy_images =
             glob_set("scope.queueProxyImages", &config.scope.queue_proxy_images)?;
+        let platform_sidecar_images = glob_set(
+            "scope.platformSidecarImages",
+            &config.scope.platform_sidecar_images,
+        )?;
+        let injector = Injector::new(
+            config.injection.clone(),
+            config.scope.exempt_namespaces.clone(),
+            config.policies.probes.warmup_annotation.clone(),
+        )?;
         Ok(Self {
             config,
             exempt_images,
             queue_proxy_images,
+            platform_sidecar_images,
+            injector,
             image_policies: vec![Arc::new(DigestPolicy)],
         })
     }
@@ -66,6 +82,11 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The sidecar injector of this configuration (`/mutate`, `inject`).
+    pub fn injector(&self) -> &Injector {
+        &self.injector
     }
 
     /// The mode a policy's violations get, after the global `mode`.
@@ -95,10 +116,11 @@ impl Engine {
             .filter(|c| !scope.exempt_containers.contains(&c.name))
             .collect();
         let notices = self.demote_untrusted_knative_pods(workload, &mut containers);
+        self.see_through_our_sidecar(workload, &mut containers);
         let (platform, authored): (Vec<_>, Vec<_>) = containers
             .iter()
             .cloned()
-            .partition(ContainerSite::is_knative_queue_proxy);
+            .partition(|c| self.is_platform(c));
         let authored_images: Vec<ImageUse> = workload
             .images(&authored)
             .into_iter()
@@ -174,12 +196,68 @@ impl Engine {
     }
 
     /// Regular containers of long-running pods serve traffic, except declared sidecars
-    /// and the cluster's queue-proxy.
+    /// and the platform's containers.
     fn is_serving(&self, site: &ContainerSite<'_>) -> bool {
         site.role == Role::Regular
             && !site.runs_to_completion
-            && !site.is_knative_queue_proxy()
+            && !self.is_platform(site)
             && !self.config.scope.sidecar_containers.contains(&site.name)
+    }
+
+    /// Containers the platform put there, trusted by image: the cluster's queue-proxy,
+    /// our own injected sidecar, and `scope.platformSidecarImages` (KServe's agent).
+    /// Their digests are checked; their probes, resources and signatures are not the
+    /// workload author's business.
+    fn is_platform(&self, site: &ContainerSite<'_>) -> bool {
+        if site.is_knative_queue_proxy() {
+            return true;
+        }
+        if site.role == Role::Ephemeral {
+            return false;
+        }
+        let image = site.spec.image.as_deref();
+        self.injector.is_ours(Some(&site.name), image)
+            || (!self.platform_sidecar_images.is_empty()
+                && image
+                    .and_then(|i| ImageRef::parse(i).ok())
+                    .is_some_and(|r| self.platform_sidecar_images.is_match(r.repository())))
+    }
+
+    /// After injection, queue-proxy probes our sidecar's `/readyz`, which passes only
+    /// when the user container's original probe does. The probes policy judges that
+    /// original (carried in the sidecar's env), so injection never changes a verdict:
+    /// a TCP-only probe stays a violation. Only a sidecar trusted by image is read.
+    fn see_through_our_sidecar(&self, workload: &Workload, containers: &mut [ContainerSite<'_>]) {
+        for site in containers.iter_mut() {
+            let Some(port) = site
+                .delegated_readiness
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| match h.port {
+                    IntOrString::Int(p) => Some(i64::from(p)),
+                    IntOrString::String(_) => None,
+                })
+            else {
+                continue;
+            };
+            let pod = &workload.pods[site.pod].spec;
+            let ours = pod
+                .containers
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .find(|c| {
+                    self.injector.is_ours(c.name.as_deref(), c.image.as_deref())
+                        && c.ports.as_deref().unwrap_or_default().iter().any(|p| {
+                            p.get("containerPort").and_then(serde_json::Value::as_i64) == Some(port)
+                        })
+                });
+            if let Some(ours) = ours {
+                site.delegated_readiness = ours
+                    .env_value(UPSTREAM_PROBE_ENV)
+                    .and_then(|raw| serde_json::from_str(raw).ok());
+            }
+        }
     }
 
     /// Exemptions match the normalised reference only: the raw string is not what the

@@ -4,7 +4,8 @@
 //! Layout: [`workload`] reads any pod-making object into one shape, [`policy`] holds the
 //! checks, [`engine`] runs them under a [`config::Config`], [`admission`] turns an
 //! AdmissionReview into an answer, [`server`] serves it over TLS, and [`check`] runs the
-//! same engine over manifests on disk.
+//! same engine over manifests on disk. [`inject`] plans the sidecar injection `/mutate`
+//! answers with.
 
 pub mod admission;
 pub mod check;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod inject;
 pub mod metrics;
 pub mod policy;
 pub mod server;

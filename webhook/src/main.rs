@@ -55,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             Ok(runtime.block_on(check::run(&args))?)
         }
+        Command::Inject(args) => Ok(guardrail_webhook::inject::command::run(&args)?),
         Command::Certs {
             command: CertsCommand::Generate(args),
         } => {

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub rejected: Family<ReasonLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_last_reload_ok: Gauge,
+    pub injections: Family<ResultLabels, Counter>,
+    pub mutation_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -54,6 +56,10 @@ impl Default for Metrics {
             rejected: Family::default(),
             config_reloads: Family::default(),
             config_last_reload_ok: Gauge::default(),
+            injections: Family::default(),
+            mutation_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.5, 10),
+            ),
         }
     }
 }
@@ -93,8 +99,25 @@ impl Metrics {
             "1 when the last config (re)load succeeded, 0 when the last good config is kept",
             m.config_last_reload_ok.clone(),
         );
+        r.register(
+            "injections",
+            "Pods seen by /mutate, by result (injected, updated, unchanged, not_selected, \
+             exempt, host_network, conflict, not_configured, skip)",
+            m.injections.clone(),
+        );
+        r.register(
+            "mutation_decision_seconds",
+            "Time to answer one /mutate AdmissionReview",
+            m.mutation_seconds.clone(),
+        );
         m.config_last_reload_ok.set(1);
         m
+    }
+
+    pub fn injection(&self, result: &'static str) {
+        self.injections
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     pub fn reject(&self, reason: &'static str) {

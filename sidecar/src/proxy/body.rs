@@ -73,6 +73,8 @@ pub(super) struct Recorder {
     tee: Option<BytesMut>,
     bytes: u64,
     done: bool,
+    /// A health probe: proxied, never measured.
+    probe: bool,
 }
 
 impl Recorder {
@@ -93,7 +95,15 @@ impl Recorder {
             tee: None,
             bytes: 0,
             done: false,
+            probe: false,
         }
+    }
+
+    /// Marks a health probe: it passes through, but is left out of the window and the
+    /// request metrics (counted in `guardrail_probe_requests_total` only).
+    pub(super) fn probe(&mut self) {
+        self.probe = true;
+        self.kind = None;
     }
 
     pub(super) fn response_started(&mut self, status: u16, grpc_failed: bool, headers: &HeaderMap) {
@@ -140,6 +150,10 @@ impl Recorder {
 
     pub(super) fn finish(&mut self, end: End) {
         if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        if self.probe {
+            self.shared.metrics.probe_finished();
             return;
         }
         let latency = self.start.elapsed();

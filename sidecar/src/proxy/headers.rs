@@ -109,6 +109,18 @@ pub fn grpc_failed(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes() != b"0")
 }
 
+/// A health probe, not traffic: queue-proxy's (`K-Kubelet-Probe`, `K-Network-Probe`)
+/// or the kubelet's (`User-Agent: kube-probe/<version>`). Probes pass through but are
+/// never counted in the guardrail window or the request metrics: a pod probed every
+/// 25 ms would otherwise be judged on its health endpoint.
+pub fn is_probe(headers: &HeaderMap) -> bool {
+    headers.contains_key("k-kubelet-probe")
+        || headers.contains_key("k-network-probe")
+        || headers
+            .get(http::header::USER_AGENT)
+            .is_some_and(|ua| ua.as_bytes().starts_with(b"kube-probe/"))
+}
+
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), for logs; the
 /// header itself passes through untouched. `None` when absent or malformed.
 pub fn trace_id(headers: &HeaderMap) -> Option<String> {
@@ -125,6 +137,21 @@ pub fn trace_id(headers: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_are_told_from_traffic() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            is_probe(&h)
+        };
+        assert!(with("k-kubelet-probe", "queue"));
+        assert!(with("k-network-probe", "queue"));
+        assert!(with("user-agent", "kube-probe/1.31"));
+        assert!(!with("user-agent", "curl/8.5"));
+        assert!(!with("user-agent", "my-kube-probe/1"));
+        assert!(!is_probe(&HeaderMap::new()));
+    }
 
     #[test]
     fn hop_by_hop_fields_go_end_to_end_fields_stay() {

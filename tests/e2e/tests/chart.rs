@@ -131,6 +131,98 @@ fn the_webhook_configuration_fails_closed_and_routes_every_pod_making_kind() {
 }
 
 #[test]
+fn injection_renders_a_reinvoked_mutating_webhook_beside_the_validating_one() {
+    let off = render(json!({}));
+    assert!(
+        off.get("MutatingWebhookConfiguration").is_empty(),
+        "off by default"
+    );
+    let rendered = render(json!({"injection": {"enabled": true}}));
+    let mwc = rendered.one("MutatingWebhookConfiguration");
+    let vwc = rendered.one("ValidatingWebhookConfiguration");
+    // One name for both kinds: the self-managed CA bundle and its ClusterRole cover both.
+    assert_eq!(mwc["metadata"]["name"], vwc["metadata"]["name"]);
+    assert_eq!(
+        rendered.flags()["--manage-webhook-configurations"],
+        mwc["metadata"]["name"].as_str().unwrap()
+    );
+    let hooks = mwc["webhooks"].as_array().expect("webhooks");
+    assert_eq!(
+        hooks.len(),
+        2,
+        "a pod-label entry and a namespace-label entry"
+    );
+    let request_timeout: u64 = rendered.flags()["--request-timeout"]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    for hook in hooks {
+        assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(hook["sideEffects"], "None");
+        assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
+        assert_eq!(hook["clientConfig"]["service"], {
+            let mut s = vwc["webhooks"][0]["clientConfig"]["service"].clone();
+            s["path"] = json!("/mutate");
+            s
+        });
+        assert!(hook["timeoutSeconds"].as_u64().unwrap() > request_timeout);
+        // Pod CREATE only: an UPDATE cannot add a container.
+        assert_eq!(
+            hook["rules"],
+            json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}])
+        );
+        // Our own namespace and kube-system are never injected.
+        assert_eq!(
+            hook["namespaceSelector"]["matchExpressions"][0]["values"],
+            json!(["kube-system", NAMESPACE])
+        );
+    }
+    let selector = |i: usize, at: &str| hooks[i][at]["matchExpressions"].clone();
+    assert_eq!(
+        selector(0, "objectSelector"),
+        json!([{"key": "guardrail.dev/inject", "operator": "In", "values": ["true"]}])
+    );
+    assert_eq!(
+        selector(1, "namespaceSelector")[1],
+        json!({"key": "guardrail.dev/inject", "operator": "In", "values": ["enabled"]})
+    );
+    assert_eq!(
+        selector(1, "objectSelector"),
+        json!([{"key": "guardrail.dev/inject", "operator": "NotIn", "values": ["true", "false"]}])
+    );
+    let single = render(json!({"injection": {"enabled": true, "namespaceSelector": false}}));
+    let hooks = single.one("MutatingWebhookConfiguration")["webhooks"].clone();
+    assert_eq!(hooks.as_array().unwrap().len(), 1);
+
+    // The rendered config injects the chart's image, and the webhook accepts it.
+    let dir = tempfile::tempdir().unwrap();
+    write_config(&rendered, dir.path());
+    let pod =
+        guardrail_e2e::webhook::workspace_root().join("webhook/tests/inject/knative-http.yaml");
+    let output = Command::new(bin("guardrail-webhook"))
+        .arg("inject")
+        .arg("--config")
+        .arg(dir.path().join("config/config.yaml"))
+        .arg(&pod)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let image = format!(
+        "ghcr.io/guardrail-dev/guardrail-sidecar@{}",
+        guardrail_e2e::webhook::manifest("charts/guardrail/values.yaml")[0]["injection"]["image"]
+            ["digest"]
+            .as_str()
+            .unwrap()
+    );
+    assert!(text.contains(&image), "{text}");
+}
+
+#[test]
 fn self_managed_rbac_is_limited_to_our_secret_and_our_webhook_configuration() {
     let rendered = render(json!({}));
     let flags = rendered.flags();

@@ -1,4 +1,4 @@
-//! HTTP routes: `/validate`, `/healthz`, `/readyz` on the webhook listener and
+//! HTTP routes: `/validate`, `/mutate`, `/healthz`, `/readyz` on the webhook listener and
 //! `/metrics`, `/healthz`, `/readyz` on the metrics listener.
 
 use std::{
@@ -42,6 +42,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
@@ -144,10 +145,30 @@ impl http_body::Body for HoldRequest {
     }
 }
 
+/// Which admission endpoint a request came to.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Validate,
+    Mutate,
+}
+
 async fn validate(State(state): State<AppState>, request: Request) -> Response {
+    admit(state, request, Endpoint::Validate).await
+}
+
+async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    admit(state, request, Endpoint::Mutate).await
+}
+
+async fn admit(state: AppState, request: Request, endpoint: Endpoint) -> Response {
     let id = uuid::Uuid::new_v4();
+    let name = match endpoint {
+        Endpoint::Validate => "validate",
+        Endpoint::Mutate => "mutate",
+    };
     let span = tracing::info_span!(
-        "validate",
+        "admission",
+        endpoint = name,
         %id,
         uid = tracing::field::Empty,
         kind = tracing::field::Empty,
@@ -156,7 +177,8 @@ async fn validate(State(state): State<AppState>, request: Request) -> Response {
         decision = tracing::field::Empty,
     );
     let timeout = state.request_timeout;
-    match tokio::time::timeout(timeout, handle(&state, request).instrument(span)).await {
+    let answer = handle(&state, request, endpoint).instrument(span);
+    match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => error.into_response(),
         Err(_) => {
@@ -171,7 +193,11 @@ async fn validate(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
-async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn handle(
+    state: &AppState,
+    request: Request,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     debug!("reading request body");
     let limit = state.max_body_bytes;
@@ -212,13 +238,27 @@ async fn handle(state: &AppState, request: Request) -> Result<Response, ApiError
         }
     };
     let engine = state.engine.borrow().clone();
-    let decision = admission::decide(&engine, &body).await.map_err(|e| {
+    let bad_request = |e: admission::BadRequest| {
         state.metrics.reject(e.reason);
         ApiError {
             status: StatusCode::BAD_REQUEST,
             message: e.message,
         }
-    })?;
+    };
+    if let Endpoint::Mutate = endpoint {
+        let mutation = admission::mutate(&engine, &body).map_err(bad_request)?;
+        state.metrics.injection(mutation.outcome);
+        state
+            .metrics
+            .mutation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::Span::current().record("decision", mutation.outcome);
+        info!(result = mutation.outcome, "mutation decided");
+        return Ok(Json(mutation.review).into_response());
+    }
+    let decision = admission::decide(&engine, &body)
+        .await
+        .map_err(bad_request)?;
     let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {
