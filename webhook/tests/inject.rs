@@ -386,3 +386,109 @@ async fn the_probe_policy_reads_the_original_probe_from_our_sidecar_only() {
     env.retain(|e| e["name"] != "GUARDRAIL_UPSTREAM_PROBE");
     assert!(!findings(&engine, &out).await.0);
 }
+
+/// What Istio's injector does after us (`pkg/kube/inject`): `istio-proxy` appended, and
+/// every container's kubelet HTTP probes rewritten to its agent (`/app-health/<container>/
+/// readyz|livez` on 15020), ours included.
+fn istio_injector(pod: &mut Value) {
+    let containers = pod["spec"]["containers"].as_array_mut().unwrap();
+    for c in containers.iter_mut() {
+        let name = c["name"].as_str().unwrap().to_string();
+        for (probe, kind) in [("readinessProbe", "readyz"), ("livenessProbe", "livez")] {
+            if c[probe]["httpGet"].is_object() {
+                c[probe]["httpGet"] =
+                    json!({"path": format!("/app-health/{name}/{kind}"), "port": 15020});
+            }
+        }
+    }
+    containers.push(json!({
+        "name": "istio-proxy",
+        "image": format!("docker.io/istio/proxyv2@sha256:{}", "d".repeat(64)),
+        "ports": [{"name": "http-envoy-prom", "containerPort": 15090, "protocol": "TCP"}],
+    }));
+}
+
+#[tokio::test]
+async fn istio_after_us_keeps_its_probe_rewriting_and_our_wiring() {
+    let engine = engine();
+    let pod = cases()
+        .into_iter()
+        .find(|(n, _)| n == "knative-http")
+        .unwrap()
+        .1;
+    let (_, _, mut out) = inject(&engine, &pod);
+    istio_injector(&mut out);
+    // Reinvoked after Istio: nothing of ours is re-rendered, Istio's rewrite survives.
+    let (outcome, _, again) = inject(&engine, &out);
+    assert_eq!((outcome, &again), (Outcome::Unchanged, &out));
+    let ours = container(&again, "guardrail-sidecar").unwrap();
+    assert_eq!(ours["readinessProbe"]["httpGet"]["port"], 15020);
+    assert_eq!(
+        env(container(&again, "queue-proxy").unwrap(), "USER_PORT"),
+        Some("8090")
+    );
+    // And the verdict is still the input's.
+    assert_eq!(
+        findings(&engine, &pod).await,
+        findings(&engine, &again).await
+    );
+}
+
+#[tokio::test]
+async fn every_order_of_guardrail_kserve_and_istio_converges() {
+    let engine = engine();
+    let serverless = cases()
+        .into_iter()
+        .find(|(n, _)| n == "kserve-serverless")
+        .unwrap()
+        .1;
+    type Injector<'a> = (&'static str, Box<dyn Fn(&mut Value) + 'a>);
+    let ours = |pod: &mut Value| *pod = inject(&engine, pod).2;
+    let injectors: [Injector; 3] = [
+        ("guardrail", Box::new(ours)),
+        ("kserve", Box::new(kserve_agent_injector)),
+        ("istio", Box::new(istio_injector)),
+    ];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let mut results = Vec::new();
+    for order in orders {
+        let mut pod = serverless.clone();
+        for &i in &order {
+            (injectors[i].1)(&mut pod);
+        }
+        // reinvocationPolicy IfNeeded: ours runs again when someone changed the pod after it.
+        if order[2] != 0 {
+            ours(&mut pod);
+        }
+        let names: Vec<_> = order.iter().map(|&i| injectors[i].0).collect();
+        let qp = container(&pod, "queue-proxy").unwrap();
+        let sidecar = container(&pod, "guardrail-sidecar").unwrap();
+        // queue-proxy → guardrail → agent → model, the probe through us.
+        assert_eq!(env(qp, "USER_PORT"), Some("8090"), "{names:?}");
+        assert_eq!(
+            env(sidecar, "GUARDRAIL_UPSTREAM"),
+            Some("http://127.0.0.1:9081"),
+            "{names:?}"
+        );
+        let probe: Value =
+            serde_json::from_str(env(qp, "SERVING_READINESS_PROBE").unwrap()).unwrap();
+        assert_eq!(probe["httpGet"]["path"], "/readyz", "{names:?}");
+        let original: Value =
+            serde_json::from_str(env(sidecar, "GUARDRAIL_UPSTREAM_PROBE").unwrap()).unwrap();
+        assert_eq!(
+            original["httpGet"]["port"], 8080,
+            "{names:?}: the model's own probe"
+        );
+        let (allowed, found) = findings(&engine, &pod).await;
+        assert!(allowed, "{names:?}: {found:?}");
+        results.push(found);
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+}

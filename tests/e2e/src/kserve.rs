@@ -40,15 +40,22 @@ pub fn python() -> PathBuf {
 impl ModelServer {
     /// Starts the model server and waits until the model is ready.
     pub async fn start(dir: &Path) -> Self {
+        let server = Self::spawn(dir, free_port());
+        server.wait_ready().await;
+        server
+    }
+
+    /// Starts the model server on `http_port` without waiting for it.
+    pub fn spawn(dir: &Path, http_port: u16) -> Self {
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/model.py");
         let mode_file = dir.join("mode");
         std::fs::write(&mode_file, "ok").expect("write mode file");
-        let (http, grpc) = (free_port(), free_port());
+        let grpc = free_port();
         let mut cmd = Command::new(python());
         cmd.arg(&model)
             .args([
                 "--http_port",
-                &http.to_string(),
+                &http_port.to_string(),
                 "--grpc_port",
                 &grpc.to_string(),
             ])
@@ -56,8 +63,16 @@ impl ModelServer {
             .arg(&mode_file)
             .current_dir(dir);
         let child = ChildGuard::spawn("kserve model server", &mut cmd);
-        let addr: SocketAddr = ([127, 0, 0, 1], http).into();
-        let ready = format!("http://{addr}/v2/models/{MODEL}/ready");
+        Self {
+            child,
+            addr: ([127, 0, 0, 1], http_port).into(),
+            mode_file,
+        }
+    }
+
+    /// Waits until the model is ready.
+    pub async fn wait_ready(&self) {
+        let ready = format!("http://{}/v2/models/{MODEL}/ready", self.addr);
         eventually(
             "the KServe model to be ready",
             Duration::from_secs(90),
@@ -67,11 +82,6 @@ impl ModelServer {
             },
         )
         .await;
-        Self {
-            child,
-            addr,
-            mode_file,
-        }
     }
 
     /// Switches the behaviour (`ok`, `nan`, `null`, `empty`, `wrong_shape`,

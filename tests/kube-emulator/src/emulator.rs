@@ -36,6 +36,10 @@ pub struct Options {
     pub namespaces: Vec<String>,
     /// User name in 403 messages (default `system:serviceaccount:default:guardrail`).
     pub user: String,
+    /// Give every new Revision a Pod, built as Knative's reconciler builds it and
+    /// created through the admission chain (default false: most tests run their own
+    /// sidecars and must not see pods nobody runs).
+    pub revision_pods: bool,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
             token: None,
             namespaces: DEFAULT_NAMESPACES.iter().map(|s| s.to_string()).collect(),
             user: DEFAULT_USER.to_string(),
+            revision_pods: false,
         }
     }
 }
@@ -89,8 +94,12 @@ impl Emulator {
         let token = options
             .token
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let mut state = State::new(kinds, &options.namespaces);
+        state.revision_pods = options.revision_pods;
         let shared = Shared {
-            state: Arc::new(Mutex::new(State::new(kinds, &options.namespaces))),
+            state: Arc::new(Mutex::new(state)),
+            services: Default::default(),
+            pods_wanted: Default::default(),
             faults: Faults::default(),
             audit: AuditLog::default(),
             token: token.into(),
@@ -119,6 +128,18 @@ impl Emulator {
 
     fn serve(&self, listener: TcpListener) {
         let cancel = CancellationToken::new();
+        // The pod creator (the ReplicaSet controller's part): woken after writes that
+        // queued pods, stopped with the server.
+        let shared = self.shared.clone();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = shared.pods_wanted.notified() => server::admit::create_pending_pods(&shared).await,
+                }
+            }
+        });
         let task = tokio::spawn(server::serve(
             listener,
             self.tls.server.clone(),
@@ -249,9 +270,21 @@ impl Emulator {
             .collect()
     }
 
+    /// Routes webhook calls to `clientConfig.service` `namespace/name:port` to `addr`
+    /// (the test's loopback server), as the Service's endpoints would.
+    pub fn register_service(&self, namespace: &str, name: &str, port: u16, addr: SocketAddr) {
+        self.shared
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((namespace.to_string(), name.to_string(), port), addr);
+    }
+
     /// Creates or replaces an object directly (no resourceVersion check; `status` is
     /// taken as given), creating its namespace if needed. Schema validation, Knative
     /// rules and controllers apply as for API writes.
+    /// Admission webhooks are not called for it (it is the test's seed), but pods it
+    /// makes controllers create are.
     pub fn put(&self, object: Value) -> Result<Value, Error> {
         let what = format!(
             "{}/{} {}/{}",
@@ -263,13 +296,15 @@ impl Emulator {
             meta_str(&object, "namespace"),
             meta_str(&object, "name")
         );
-        self.shared
-            .lock()
-            .seed(object)
-            .map_err(|source| Error::Rejected {
-                what,
-                source: Box::new(source),
-            })
+        let mut state = self.shared.lock();
+        let seeded = state.seed(object).map_err(|source| Error::Rejected {
+            what,
+            source: Box::new(source),
+        });
+        if !state.pending_pods.is_empty() {
+            self.shared.pods_wanted.notify_one();
+        }
+        seeded
     }
 
     /// The stored object, or `None`. `resource` is kubectl-style: `secrets`, `ksvc`,

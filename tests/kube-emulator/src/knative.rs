@@ -11,6 +11,7 @@ use crate::controllers::{conditions, get, list, owner_ref, upsert};
 use crate::meta::meta_str;
 use crate::state::State;
 
+pub mod pods;
 mod validation;
 
 pub use validation::{default, validate};
@@ -109,6 +110,7 @@ fn reconcile_configuration(state: &mut State, ns: &str, config: &Value) {
     let annotations = template.pointer("/metadata/annotations").cloned();
     let owner = owner_ref(config);
     let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let mut new_pod = None;
     upsert_knative(state, "Revision", ns, &revision, |r| {
         if r.get("spec").is_none() {
             r["metadata"]["labels"] = labels;
@@ -117,6 +119,9 @@ fn reconcile_configuration(state: &mut State, ns: &str, config: &Value) {
             }
             r["metadata"]["ownerReferences"] = json!([owner]);
             r["spec"] = spec;
+            r["metadata"]["namespace"] = json!(ns);
+            r["metadata"]["name"] = json!(revision);
+            new_pod = Some(pods::revision_pod(r, pods::QUEUE_PROXY_IMAGE));
         }
         let previous = r.get("status").cloned();
         r["status"] = json!({
@@ -124,6 +129,11 @@ fn reconcile_configuration(state: &mut State, ns: &str, config: &Value) {
             "conditions": conditions(previous.as_ref(), &[("Active", true, "", ""), ("ContainerHealthy", true, "", ""), ("Ready", true, "", ""), ("ResourcesAvailable", true, "", "")]),
         });
     });
+    // The revision's Deployment and ReplicaSet are not served; its pod is created
+    // through the API (and admission) by the emulator's pod creator.
+    if state.revision_pods {
+        state.pending_pods.extend(new_pod);
+    }
     upsert_knative(state, "Configuration", ns, &name, |c| {
         let previous = c.get("status").cloned();
         c["status"] = json!({

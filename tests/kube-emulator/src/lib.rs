@@ -31,10 +31,12 @@ mod meta;
 mod schema;
 mod selector;
 mod server;
+mod serviceaccount;
 mod state;
 mod status;
 mod store;
 mod tls;
+mod webhooks;
 
 pub use audit::AuditEntry;
 pub use emulator::{Emulator, InCluster, Options};

@@ -1,6 +1,7 @@
 //! The HTTPS server: accept loop, bearer-token check, fault injection, audit, and
 //! dispatch to the resource handlers. Errors become `Status` responses here only.
 
+pub(crate) mod admit;
 mod discovery;
 mod handlers;
 mod query;
@@ -43,6 +44,10 @@ pub(crate) struct Shared {
     /// The user name RBAC denials mention.
     pub user: Arc<str>,
     pub addr: SocketAddr,
+    /// Where Services' ports go, for webhook calls (`Emulator::register_service`).
+    pub services: crate::webhooks::Services,
+    /// Wakes the pod creator when a controller queued pods.
+    pub pods_wanted: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -189,6 +194,24 @@ async fn handle(
             }
         }
     }
+    // Admission webhooks see the write before the state does.
+    let mut content_type = content_type;
+    let mut body = body;
+    if let route::Route::Resource(r) = &route {
+        match admit_request(&shared, r, &query, &content_type, &body).await {
+            Some(Ok(admitted)) => {
+                body = admitted;
+                content_type = "application/json".into();
+            }
+            Some(Err(err)) => {
+                let response = status_response(&err);
+                entry.code = err.code;
+                shared.audit.push(entry);
+                return Ok(response);
+            }
+            None => {}
+        }
+    }
     let ctx = handlers::Ctx {
         shared: &shared,
         query: &query,
@@ -206,7 +229,54 @@ async fn handle(
     entry.code = response.status().as_u16();
     tracing::debug!(code = entry.code, "answered");
     shared.audit.push(entry);
+    if !shared.lock().pending_pods.is_empty() {
+        shared.pods_wanted.notify_one();
+    }
     Ok(response)
+}
+
+/// Runs the admission chain for a create or update of a main resource: the admitted
+/// object as JSON, its refusal, or `None` (not an admitted write, or a body the handler
+/// will refuse itself).
+async fn admit_request(
+    shared: &Shared,
+    r: &route::ResourceRoute,
+    query: &query::Query,
+    content_type: &str,
+    body: &Bytes,
+) -> Option<Result<Bytes, ApiError>> {
+    let operation = match r.verb {
+        "create" if r.name.is_none() => "CREATE",
+        "update" => "UPDATE",
+        _ => return None,
+    };
+    if !r.subresource.is_empty() {
+        return None;
+    }
+    let kind = shared
+        .lock()
+        .kinds
+        .by_path(&r.group, &r.version, &r.plural)?;
+    let object: serde_json::Value = if content_type.contains("yaml") {
+        serde_saphyr::from_str(std::str::from_utf8(body).ok()?).ok()?
+    } else {
+        serde_json::from_slice(body).ok()?
+    };
+    if !object.is_object() {
+        return None;
+    }
+    let write = admit::Write {
+        kind,
+        namespace: r.namespace.as_deref().unwrap_or(""),
+        operation,
+        user: &shared.user,
+        dry_run: query.get("dryRun") == Some("All"),
+    };
+    Some(
+        admit::admit(shared, &write, object)
+            .await
+            .map(|o| Bytes::from(serde_json::to_vec(&o).unwrap_or_default())),
+    )
 }
 
 pub(crate) fn json_response(code: StatusCode, value: &serde_json::Value) -> Response<Body> {

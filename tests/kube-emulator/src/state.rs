@@ -65,6 +65,11 @@ pub struct State {
     pub store: Store,
     /// Set while controllers run, so their own writes do not recurse into them.
     reconciling: bool,
+    /// Pods controllers want (a new Revision's), created through admission by the
+    /// emulator's pod creator.
+    pub pending_pods: Vec<Value>,
+    /// Whether new Revisions get a Pod (`Options::revision_pods`).
+    pub revision_pods: bool,
 }
 
 impl State {
@@ -73,6 +78,8 @@ impl State {
             kinds,
             store: Store::default(),
             reconciling: false,
+            pending_pods: Vec::new(),
+            revision_pods: false,
         };
         for ns in namespaces {
             state.ensure_namespace(ns);

@@ -2,6 +2,9 @@
 //! kubernetes-validate, starting the server with the rendered arguments, and an RBAC
 //! evaluator for the rendered Roles.
 
+// Shared by chart.rs and injection_chain.rs; each uses a different part.
+#![allow(dead_code)]
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Read, Write},
@@ -262,6 +265,16 @@ pub fn start_rendered(
     root: &Path,
     extra: &[String],
 ) -> (ChildGuard, Vec<String>) {
+    let (server, args, _) = start_rendered_at(rendered, root, extra);
+    (server, args)
+}
+
+/// [`start_rendered`], also returning the HTTPS address the server listens on.
+pub fn start_rendered_at(
+    rendered: &Rendered,
+    root: &Path,
+    extra: &[String],
+) -> (ChildGuard, Vec<String>, std::net::SocketAddr) {
     let root = root.to_str().expect("utf-8 temp dir");
     let args: Vec<String> = rendered.container()["args"]
         .as_array()
@@ -281,11 +294,18 @@ pub fn start_rendered(
             .stdout(Stdio::piped()),
     );
     let stdout = server.child.stdout.take().expect("stdout");
+    let mut https = None;
     let metrics = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("metrics on http://").map(str::to_string))
+        .find_map(|line| {
+            if let Some(addr) = line.strip_prefix("listening on https://") {
+                https = addr.parse().ok();
+            }
+            line.strip_prefix("metrics on http://").map(str::to_string)
+        })
         .unwrap_or_else(|| panic!("serve {args:?} exited before listening"));
+    let https = https.unwrap_or_else(|| panic!("serve {args:?} printed no HTTPS address"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_status(&metrics, "/readyz") != Some(200) {
         assert!(
@@ -294,7 +314,7 @@ pub fn start_rendered(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (server, args)
+    (server, args, https)
 }
 
 /// GET `path` on a plain HTTP address; the status code, or None if it is not answering.
