@@ -32,6 +32,10 @@ struct Args {
     /// YAML config file.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// The config as text (YAML or JSON) instead of a file; the injector passes the
+    /// webhook's `injection.sidecarConfig` this way.
+    #[arg(long, env = "GUARDRAIL_SIDECAR_CONFIG", conflicts_with = "config")]
+    config_text: Option<String>,
     /// Knative revision.
     #[arg(long, env = "K_REVISION", default_value = "")]
     revision: String,
@@ -105,9 +109,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .init(),
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
+    let mut config = match (&args.config, &args.config_text) {
+        (Some(path), _) => Config::from_file(path)?,
+        (None, Some(text)) => Config::from_yaml(text)
+            .context("--config-text (GUARDRAIL_SIDECAR_CONFIG) is not a valid sidecar config")?,
+        (None, None) => Config::default(),
     };
     config.listen = args.listen.unwrap_or(config.listen);
     config.admin_listen = args.admin_listen.unwrap_or(config.admin_listen);

@@ -41,6 +41,10 @@ pub const NAMESPACE_ENABLED: &str = "enabled";
 pub const NATIVE_SIDECAR_ANNOTATION: &str = "guardrail.dev/native-sidecar";
 /// Pod annotation naming the container port a plain pod serves on.
 pub const SERVING_PORT_ANNOTATION: &str = "guardrail.dev/serving-port";
+/// Pod annotations wiring a pod without queue-proxy by hand: the sidecar listens on
+/// the first (a Service the user controls targets it) and forwards to the second.
+pub const LISTEN_PORT_ANNOTATION: &str = "guardrail.dev/listen-port";
+pub const UPSTREAM_PORT_ANNOTATION: &str = "guardrail.dev/upstream-port";
 /// Label KServe puts on the pods of an InferenceService.
 const KSERVE_LABEL: &str = "serving.kserve.io/inferenceservice";
 /// Where the ServiceAccount admission plugin mounts the API token.
@@ -136,6 +140,8 @@ pub struct Context<'a> {
 pub struct Injector {
     config: InjectionConfig,
     image: Option<ImageRef>,
+    /// `injection.sidecarConfig`, validated, as the sidecar reads it.
+    sidecar_config: Option<String>,
     exempt_namespaces: Vec<String>,
     warmup_annotation: String,
 }
@@ -148,9 +154,15 @@ impl Injector {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let image = config.parsed_image()?;
+        let sidecar_config = config
+            .sidecar_config
+            .as_ref()
+            .map(|c| config.sidecar_config_text(c))
+            .transpose()?;
         Ok(Self {
             config,
             image,
+            sidecar_config,
             exempt_namespaces,
             warmup_annotation,
         })
@@ -257,18 +269,28 @@ impl Injector {
             .pointer("/metadata/labels")
             .and_then(|l| l.get(KSERVE_LABEL))
             .is_some();
-        if queue_proxy.is_none() && kserve_raw {
-            return Err(
-                "a KServe RawDeployment pod: KServe's Service targets the model's port \
-                        by number (service_reconciler.go), so traffic would bypass the sidecar; \
-                        canaries with guardrails need the Serverless (Knative) mode"
-                    .into(),
-            );
+        let explicit = container::explicit_ports(pod)?;
+        if queue_proxy.is_none() && kserve_raw && explicit.is_none() {
+            return Err(format!(
+                "a KServe RawDeployment pod: KServe's Service targets the model's port by \
+                 number (service_reconciler.go), so traffic would bypass the sidecar. Either \
+                 annotate {LISTEN_PORT_ANNOTATION} and {UPSTREAM_PORT_ANNOTATION} and point a \
+                 Service you control at the listen port, or use KServe's Serverless mode \
+                 (canaries with guardrails need it)"
+            ));
         }
         let mut ops = Ops::new(base);
         let (layout, mut warnings) = match queue_proxy {
-            Some(qp) => knative::layout(spec, qp, &self.config, &mut ops)?,
-            None => container::plain_layout(pod, spec, &self.config, &mut ops)?,
+            Some(qp) => {
+                let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
+                knative::layout(spec, labels, qp, &self.config, &mut ops)?
+            }
+            None => match explicit {
+                Some((listen, upstream)) => {
+                    container::explicit_layout(spec, listen, upstream, &self.config)?
+                }
+                None => container::plain_layout(pod, spec, &self.config, &mut ops)?,
+            },
         };
         // At admission the ServiceAccount plugin has run: a container added by a webhook
         // gets no token unless we copy the mount. A template gets it from the plugin.
@@ -300,6 +322,7 @@ impl Injector {
             measure_only,
             native,
             warmup_annotation: &self.warmup_annotation,
+            sidecar_config: self.sidecar_config.as_deref(),
         };
         let value = sidecar.render();
         if native {
@@ -352,7 +375,7 @@ fn choose_ports(config: &InjectionConfig, mut used: Vec<u16>) -> Result<(u16, u1
         )
     };
     let proxy =
-        free_port(config.proxy_port, &used).ok_or_else(|| none("proxy", config.proxy_port))?;
+        free_port(config.listen_port, &used).ok_or_else(|| none("listen", config.listen_port))?;
     used.push(proxy);
     let admin =
         free_port(config.admin_port, &used).ok_or_else(|| none("admin", config.admin_port))?;

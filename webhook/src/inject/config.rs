@@ -10,7 +10,7 @@ use crate::{error::ConfigError, image::ImageRef};
 /// Name of the injected container (also in `scope.sidecarContainers` by default).
 pub const DEFAULT_CONTAINER_NAME: &str = "guardrail-sidecar";
 /// Preferred proxy port: the sidecar's own default, free of Knative's and KServe's.
-pub const DEFAULT_PROXY_PORT: u16 = 8090;
+pub const DEFAULT_LISTEN_PORT: u16 = 8090;
 /// Preferred admin port (`/readyz`, `/metrics`): the sidecar's own default.
 pub const DEFAULT_ADMIN_PORT: u16 = 9095;
 
@@ -26,14 +26,23 @@ pub struct InjectionConfig {
     /// Container name (default `guardrail-sidecar`).
     pub container_name: String,
     /// Preferred proxy port (default 8090); the next free port above it when taken.
-    pub proxy_port: u16,
+    pub listen_port: u16,
     /// Preferred admin port (default 9095); the next free port above it when taken.
     pub admin_port: u16,
     /// Resource requests (and limits) of the container. Default: requests cpu 50m,
     /// memory 64Mi; limit memory 256Mi; **no CPU limit** (CFS throttling shows up as
     /// tail latency on every proxied request).
     pub resources: Resources,
+    /// The sidecar's own configuration (guardrail thresholds, sanity checks, window,
+    /// limits: docs/sidecar.md), passed to every injected sidecar
+    /// (`GUARDRAIL_SIDECAR_CONFIG`) and validated here at load with the sidecar's own
+    /// rules. `listen`, `adminListen`, `upstream` and `upstreamProbe` are the injector's.
+    /// Default: none (the sidecar's defaults).
+    pub sidecar_config: Option<serde_json::Value>,
 }
+
+/// Fields of the sidecar config the injector sets per pod.
+const INJECTOR_FIELDS: &[&str] = &["listen", "adminListen", "upstream", "upstreamProbe"];
 
 /// Kubernetes quantities, written as in a pod spec.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -63,9 +72,10 @@ impl Default for InjectionConfig {
         Self {
             image: None,
             container_name: DEFAULT_CONTAINER_NAME.into(),
-            proxy_port: DEFAULT_PROXY_PORT,
+            listen_port: DEFAULT_LISTEN_PORT,
             admin_port: DEFAULT_ADMIN_PORT,
             resources: Resources::default(),
+            sidecar_config: None,
         }
     }
 }
@@ -96,6 +106,9 @@ impl InjectionConfig {
             message,
         };
         self.parsed_image()?;
+        if let Some(sidecar) = &self.sidecar_config {
+            self.sidecar_config_text(sidecar)?;
+        }
         let name = &self.container_name;
         let dns_label = !name.is_empty()
             && name.len() <= 63
@@ -111,17 +124,17 @@ impl InjectionConfig {
             ));
         }
         for (field, port) in [
-            ("proxyPort", self.proxy_port),
+            ("listenPort", self.listen_port),
             ("adminPort", self.admin_port),
         ] {
             if port == 0 {
                 return Err(invalid(field, "must be a port number, 1..=65535".into()));
             }
         }
-        if self.proxy_port == self.admin_port {
+        if self.listen_port == self.admin_port {
             return Err(invalid(
                 "adminPort",
-                format!("is the same as proxyPort ({})", self.proxy_port),
+                format!("is the same as listenPort ({})", self.listen_port),
             ));
         }
         for (kind, map) in [
@@ -138,6 +151,36 @@ impl InjectionConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl InjectionConfig {
+    /// `sidecarConfig` as the text the sidecar reads, once the sidecar's own parser and
+    /// validation accept it.
+    pub fn sidecar_config_text(&self, sidecar: &serde_json::Value) -> Result<String, ConfigError> {
+        let field = "injection.sidecarConfig";
+        let invalid = |field: String, message: String| ConfigError::Invalid { field, message };
+        let map = sidecar.as_object().ok_or_else(|| {
+            invalid(
+                field.into(),
+                "must be a mapping (the sidecar's config file)".into(),
+            )
+        })?;
+        if let Some(taken) = INJECTOR_FIELDS.iter().find(|f| map.contains_key(**f)) {
+            return Err(invalid(
+                format!("{field}.{taken}"),
+                "is set per pod by the injector; remove it".into(),
+            ));
+        }
+        let text = sidecar.to_string();
+        guardrail_sidecar::Config::from_yaml(&text).map_err(|e| match e {
+            guardrail_sidecar::SidecarError::InvalidConfig {
+                field: inner,
+                message,
+            } => invalid(format!("{field}.{inner}"), message),
+            other => invalid(field.into(), other.to_string()),
+        })?;
+        Ok(text)
     }
 }
 
@@ -203,7 +246,7 @@ mod tests {
             "a".repeat(64)
         ));
         config.validate().unwrap();
-        config.admin_port = config.proxy_port;
+        config.admin_port = config.listen_port;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("injection.adminPort"), "{error}");
         config.admin_port = DEFAULT_ADMIN_PORT;

@@ -3,17 +3,20 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    choose_ports, declared_ports,
+    choose_ports, declared_ports, free_port,
     knative::{READY_PATH, UPSTREAM_ENV, UPSTREAM_PROBE_ENV},
     list,
     patch::Ops,
-    InjectionConfig, SERVING_PORT_ANNOTATION, TOKEN_PATH,
+    InjectionConfig, LISTEN_PORT_ANNOTATION, SERVING_PORT_ANNOTATION, TOKEN_PATH,
+    UPSTREAM_PORT_ANNOTATION,
 };
 
 /// Name of the admin port: the judge finds its peers' summaries by it.
 pub const ADMIN_PORT_NAME: &str = "guardrail-admin";
 /// Env var that turns the guardrails off (measure only).
 pub const MEASURE_ONLY_ENV: &str = "GUARDRAIL_MEASURE_ONLY";
+/// Env var carrying the sidecar's config text.
+pub const SIDECAR_CONFIG_ENV: &str = "GUARDRAIL_SIDECAR_CONFIG";
 /// Mesh proxies whose ports are never the serving port.
 const MESH_PROXIES: &[&str] = &["istio-proxy", "linkerd-proxy"];
 
@@ -42,6 +45,8 @@ pub struct Sidecar<'a> {
     pub measure_only: bool,
     pub native: bool,
     pub warmup_annotation: &'a str,
+    /// `injection.sidecarConfig`, as the sidecar reads it.
+    pub sidecar_config: Option<&'a str>,
 }
 
 impl Sidecar<'_> {
@@ -66,6 +71,9 @@ impl Sidecar<'_> {
         }
         if self.measure_only {
             env.push(plain(MEASURE_ONLY_ENV, "true".into()));
+        }
+        if let Some(text) = self.sidecar_config {
+            env.push(plain(SIDECAR_CONFIG_ENV, text.to_string()));
         }
         let admin_get = |path: &str| json!({"httpGet": {"path": path, "port": l.admin_port}});
         let mut readiness = admin_get(READY_PATH);
@@ -130,6 +138,69 @@ pub fn token_mount(containers: &[Value]) -> Option<Value> {
                 .is_some_and(|p| p.trim_end_matches('/') == TOKEN_PATH)
         })
         .cloned()
+}
+
+/// The ports of `guardrail.dev/listen-port` and `guardrail.dev/upstream-port`, when the
+/// pod has both (one alone is an error: it says what the other should be).
+pub fn explicit_ports(pod: &Value) -> Result<Option<(u16, u16)>, String> {
+    let annotation = |key: &str| -> Result<Option<u16>, String> {
+        let Some(raw) = pod
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+        else {
+            return Ok(None);
+        };
+        raw.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(Some)
+            .ok_or_else(|| format!("annotation {key}: {raw:?} is not a port number"))
+    };
+    match (
+        annotation(LISTEN_PORT_ANNOTATION)?,
+        annotation(UPSTREAM_PORT_ANNOTATION)?,
+    ) {
+        (Some(listen), Some(upstream)) => Ok(Some((listen, upstream))),
+        (None, None) => Ok(None),
+        _ => Err(format!(
+            "annotate both {LISTEN_PORT_ANNOTATION} (where the sidecar listens) and \
+             {UPSTREAM_PORT_ANNOTATION} (the model's port), or neither"
+        )),
+    }
+}
+
+/// A pod wired by its annotations: the sidecar on `listen`, forwarding to `upstream`.
+pub fn explicit_layout(
+    spec: &Value,
+    listen: u16,
+    upstream: u16,
+    config: &InjectionConfig,
+) -> Result<(Layout, Vec<String>), String> {
+    let mut used = declared_ports(spec);
+    if free_port(listen, &used) != Some(listen) {
+        return Err(format!(
+            "annotation {LISTEN_PORT_ANNOTATION}: port {listen} is taken or reserved in this pod"
+        ));
+    }
+    used.extend([listen, upstream]);
+    let admin = free_port(config.admin_port, &used).ok_or_else(|| {
+        format!(
+            "no free admin port above {} (set injection.adminPort to a free one)",
+            config.admin_port
+        )
+    })?;
+    let layout = Layout {
+        proxy_port: listen,
+        proxy_port_name: super::knative::PROXY_PORT_NAME.into(),
+        admin_port: admin,
+        upstream_port: upstream,
+        upstream_probe: None,
+        identity: Vec::new(),
+        pre_stop: None,
+    };
+    Ok((layout, Vec::new()))
 }
 
 /// A pod without queue-proxy: the serving port's name moves to the sidecar, so a

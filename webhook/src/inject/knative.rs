@@ -133,6 +133,7 @@ fn runnable(probe: &Value) -> Result<(), String> {
 /// Plans the wiring of a Knative pod whose queue-proxy is `containers[qp]`.
 pub fn layout(
     spec: &Value,
+    labels: Option<&serde_json::Map<String, Value>>,
     qp: usize,
     config: &InjectionConfig,
     ops: &mut Ops,
@@ -180,16 +181,32 @@ pub fn layout(
     ops.set_env(&qp_path, env, USER_PORT, proxy_port.to_string());
     ops.set_env(&qp_path, env, READINESS_ENV, rewritten.to_string());
 
-    // What Knative tells queue-proxy about the revision, under the names the sidecar
-    // reads (the same ones Knative gives the user container).
+    // What Knative tells queue-proxy about the revision (or labels the pod with), under
+    // the names the sidecar reads (the same ones Knative gives the user container).
     let identity = [
-        ("K_REVISION", "SERVING_REVISION"),
-        ("K_CONFIGURATION", "SERVING_CONFIGURATION"),
-        ("K_SERVICE", "SERVING_SERVICE"),
+        (
+            "K_REVISION",
+            "SERVING_REVISION",
+            "serving.knative.dev/revision",
+        ),
+        (
+            "K_CONFIGURATION",
+            "SERVING_CONFIGURATION",
+            "serving.knative.dev/configuration",
+        ),
+        (
+            "K_SERVICE",
+            "SERVING_SERVICE",
+            "serving.knative.dev/service",
+        ),
     ]
     .iter()
-    .filter_map(|(ours, env)| {
-        let value = env_value(queue_proxy, env).filter(|v| !v.is_empty())?;
+    .filter_map(|(ours, env, label)| {
+        let from_label = || labels?.get(*label)?.as_str();
+        let value = env_value(queue_proxy, env)
+            .filter(|v| !v.is_empty())
+            .or_else(from_label)
+            .filter(|v| !v.is_empty())?;
         Some((*ours, value.to_string()))
     })
     .collect();

@@ -172,3 +172,32 @@ fn ours_is_told_by_name_and_repository_never_by_name_alone() {
     }
     assert!(!injector.is_ours(Some("guardrail-sidecar"), None));
 }
+
+#[test]
+fn the_sidecar_config_reaches_the_sidecar_as_text_it_accepts() {
+    let config = InjectionConfig {
+        image: Some(format!(
+            "ghcr.io/guardrail-dev/guardrail-sidecar@sha256:{}",
+            "1".repeat(64)
+        )),
+        sidecar_config: Some(
+            json!({"guardrails": {"minRequests": 20}, "window": {"length": "30s", "subWindows": 6}}),
+        ),
+        ..Default::default()
+    };
+    let injector = Injector::new(config, vec![], "w".into()).unwrap();
+    let injection = injector.inject(&plain_pod(), &[], &admission("ml"));
+    let ops = ops_json(&injection);
+    let sidecar = &ops.as_array().unwrap().last().unwrap()["value"];
+    let text = sidecar["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "GUARDRAIL_SIDECAR_CONFIG")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap();
+    let parsed = guardrail_sidecar::Config::from_yaml(text).unwrap();
+    assert_eq!(parsed.guardrails.min_requests, 20);
+    assert_eq!(parsed.window.length, std::time::Duration::from_secs(30));
+}

@@ -201,7 +201,7 @@ pub fn all_options() -> Value {
             {"namespace": "ml-locked", "serviceAccounts": ["model"], "services": ["iris-predictor"], "inferenceServices": ["iris"]},
         ]},
         "registryAuth": {"secretName": "regcred"},
-        "injection": {"enabled": true, "proxyPort": 8091, "failurePolicy": "Ignore"},
+        "injection": {"enabled": true, "listenPort": 8091, "failurePolicy": "Ignore"},
         "signatureKeys": {"configMap": "cosign-keys"},
         "server": {"extraArgs": ["--cert-expiry-warning-days=14"]},
         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}],
