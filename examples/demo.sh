@@ -7,7 +7,9 @@
 #   examples/demo.sh            # needs cargo, python3 and curl
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guardrail/target}"
+# One target directory for everything: cargo's default ./target, the one the
+# Quickstart builds into, so nothing is compiled twice.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

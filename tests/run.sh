@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# Build artefacts live outside the clone so repeat runs are fast; a fresh machine
-# simply starts with an empty cache.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guardrail/target}"
+# One target directory for everything: cargo's default ./target, the one the
+# Quickstart builds into, so nothing is compiled twice.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export GUARDRAIL_CACHE="${GUARDRAIL_CACHE:-$HOME/.cache/guardrail}"
 mkdir -p "$GUARDRAIL_CACHE"
 

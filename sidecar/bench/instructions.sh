@@ -12,7 +12,9 @@
 # Prints: <proxy> instructions/request.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guardrail/target}"
+# One target directory for everything: cargo's default ./target, the one the
+# Quickstart builds into, so nothing is compiled twice.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
 N="${N:-5000}"
 W="${W:-500}"

@@ -11,7 +11,9 @@
 # in front of it. oha drives open-loop fixed-rate load with latency correction.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/guardrail/target}"
+# One target directory for everything: cargo's default ./target, the one the
+# Quickstart builds into, so nothing is compiled twice.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 OHA="${OHA:-$(command -v oha || echo "$HOME/.cargo/bin/oha")}"
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-5s}"

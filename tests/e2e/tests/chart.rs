@@ -131,6 +131,34 @@ fn the_webhook_configuration_fails_closed_and_routes_every_pod_making_kind() {
 }
 
 #[test]
+fn the_readme_values_table_is_generated_from_values_yaml_and_current() {
+    let root = guardrail_e2e::webhook::workspace_root();
+    let output = Command::new(chart_support::tool("GUARDRAIL_CHART_PYTHON", "python"))
+        .arg(root.join("charts/tools/values_table.py"))
+        .arg("--check")
+        .arg(root.join("charts/guardrail"))
+        .output()
+        .expect("run values_table.py");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let readme = std::fs::read_to_string(root.join("charts/guardrail/README.md")).unwrap();
+    for value in [
+        "injection.enabled",
+        "tls.mode",
+        "webhook.failurePolicy",
+        "sidecarRBAC.bindings",
+    ] {
+        assert!(
+            readme.contains(&format!("| `{value}` |")),
+            "{value} is not in the table"
+        );
+    }
+}
+
+#[test]
 fn injection_renders_a_reinvoked_mutating_webhook_beside_the_validating_one() {
     let off = render(json!({}));
     assert!(

@@ -22,7 +22,7 @@ pub const NAMESPACE: &str = "guardrail-system";
 const KUBE_VERSIONS: [&str; 2] = ["1.27.0", "1.37.0"];
 
 /// A tool from the chart venv that tests/setup/chart.sh installs.
-fn tool(env: &str, name: &str) -> PathBuf {
+pub fn tool(env: &str, name: &str) -> PathBuf {
     let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
         let home = std::env::var_os("HOME").expect("HOME is set");
         Path::new(&home)
