@@ -73,6 +73,18 @@ impl CertMetrics {
     /// Registers the metrics in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
+        // Known label values exist from start-up at 0 (the expiry gauge only once a
+        // certificate is loaded: 0 would read as "expired in 1970").
+        for result in [Outcome::Success, Outcome::Error] {
+            let _ = metrics.renewals.get_or_create(&ResultLabels { result });
+            let _ = metrics
+                .bundle_updates
+                .get_or_create(&ResultLabels { result });
+            let _ = metrics.reloads.get_or_create(&ReloadLabels {
+                certificate: Certificate::Serving,
+                result,
+            });
+        }
         registry.register(
             "guardrail_webhook_certificate_expiry_timestamp_seconds",
             "notAfter of the certificate in use, Unix seconds (client_ca: the earliest CA)",

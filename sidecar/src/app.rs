@@ -112,6 +112,7 @@ impl Sidecar {
         );
         let local = Arc::new(guardrails::Local::new(identity.clone(), window.clone()));
         let checker = Arc::new(Checker::new(&config.sanity)?);
+        metrics.initialise_checks(checker.check_names());
         let proxy = Proxy::new(
             &config,
             identity.revision_label(),

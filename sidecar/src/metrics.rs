@@ -295,6 +295,16 @@ impl Metrics {
         }
     }
 
+    /// Creates the `check` series a response can fail at 0, so boards and alerts see
+    /// them before the first failure.
+    pub fn initialise_checks<'a>(&self, checks: impl IntoIterator<Item = &'a str>) {
+        for check in checks {
+            let _ = self.sanity_failures.get_or_create(&CheckLabel {
+                check: check.to_string(),
+            });
+        }
+    }
+
     pub(crate) fn sanity_unchecked(&self) {
         self.sanity_unchecked.inc();
     }

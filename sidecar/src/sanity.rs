@@ -48,6 +48,23 @@ impl Findings<'_> {
 }
 
 /// The configured checks, compiled once.
+/// The built-in checks' names (the `check` label), so their series exist from start-up.
+pub const BUILT_IN_CHECKS: [&str; 13] = [
+    "invalid_json",
+    "non_finite",
+    "missing_predictions",
+    "empty_predictions",
+    "prediction_count",
+    "probability",
+    "missing_outputs",
+    "missing_output",
+    "shape_mismatch",
+    "datatype",
+    "no_choices",
+    "empty_content",
+    "repetition",
+];
+
 pub struct Checker {
     config: SanityConfig,
     rules: Vec<CompiledRule>,
@@ -64,6 +81,13 @@ impl Checker {
             config: config.clone(),
             rules,
         })
+    }
+
+    /// Every check name a response can fail: the built-in ones and the custom rules'.
+    pub fn check_names(&self) -> impl Iterator<Item = &str> {
+        BUILT_IN_CHECKS
+            .into_iter()
+            .chain(self.rules.iter().map(CompiledRule::label))
     }
 
     /// Bytes teed per response (0 = checks off).

@@ -80,6 +80,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Injected,
+        Outcome::Updated,
+        Outcome::Unchanged,
+        Outcome::NotSelected,
+        Outcome::Exempt,
+        Outcome::HostNetwork,
+        Outcome::Conflict,
+        Outcome::NotConfigured,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Injected => "injected",

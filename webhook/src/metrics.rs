@@ -111,7 +111,55 @@ impl Metrics {
             m.mutation_seconds.clone(),
         );
         m.config_last_reload_ok.set(1);
+        m.initialise_known_labels();
         m
+    }
+
+    /// Every label value known in advance exists from start-up at 0, so dashboards and
+    /// alerts see series before the first event (Prometheus practice).
+    fn initialise_known_labels(&self) {
+        use crate::{inject::Outcome, policy::PolicyName, workload::WorkloadKind};
+        let kinds = WorkloadKind::ALL.map(WorkloadKind::metric_label);
+        for kind in kinds.iter().copied().chain(["other"]) {
+            for operation in ["create", "update"] {
+                for decision in ["allow", "warn", "deny", "skip"] {
+                    let labels = RequestLabels {
+                        kind: kind.to_string(),
+                        operation: operation.to_string(),
+                        decision,
+                    };
+                    let _ = self.requests.get_or_create(&labels);
+                }
+            }
+        }
+        for operation in ["delete", "connect"] {
+            let labels = RequestLabels {
+                kind: "other".into(),
+                operation: operation.into(),
+                decision: "skip",
+            };
+            let _ = self.requests.get_or_create(&labels);
+        }
+        for policy in PolicyName::ALL.map(PolicyName::as_str) {
+            for mode in ["enforce", "audit"] {
+                let _ = self
+                    .violations
+                    .get_or_create(&ViolationLabels { policy, mode });
+            }
+        }
+        for reason in ["bad_json", "not_admission_review", "too_large", "timeout"] {
+            let _ = self.rejected.get_or_create(&ReasonLabels { reason });
+        }
+        for result in ["success", "failure"] {
+            let _ = self.config_reloads.get_or_create(&ResultLabels { result });
+        }
+        for result in Outcome::ALL
+            .map(Outcome::as_str)
+            .into_iter()
+            .chain(["skip"])
+        {
+            let _ = self.injections.get_or_create(&ResultLabels { result });
+        }
     }
 
     pub fn injection(&self, result: &'static str) {

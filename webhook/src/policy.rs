@@ -24,6 +24,13 @@ pub enum PolicyName {
 }
 
 impl PolicyName {
+    pub const ALL: [PolicyName; 4] = [
+        PolicyName::Digest,
+        PolicyName::Probes,
+        PolicyName::Resources,
+        PolicyName::Signatures,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PolicyName::Digest => "digest",

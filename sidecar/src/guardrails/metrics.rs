@@ -114,6 +114,17 @@ impl GuardrailMetrics {
         ] {
             let _ = m.api_errors.get_or_create(&ReasonLabel { reason });
         }
+        for action in ["rollback", "promotion"] {
+            for outcome in ["written", "dry_run", "nothing", "stopped"] {
+                let _ = m.actions.get_or_create(&ActionLabel { action, outcome });
+            }
+        }
+        for action in ["hold", "rollback", "promote"] {
+            let _ = m.deadlines.get_or_create(&ActionLabel {
+                action,
+                outcome: "reached",
+            });
+        }
         registry.register(
             "evaluations",
             "Guardrail evaluations by verdict (breach, healthy, undecided; follower, not_canary when this pod does not judge)",

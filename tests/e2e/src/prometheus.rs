@@ -32,14 +32,23 @@ pub fn binary() -> PathBuf {
 impl Prometheus {
     /// Starts Prometheus scraping `targets` every `interval`, and waits until ready.
     pub async fn start(dir: &Path, targets: &[SocketAddr], interval: &str) -> Self {
-        let config = dir.join("prometheus.yml");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let scrape = format!(
+            "  - job_name: sidecar\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        Self::start_with(dir, &scrape, interval).await
+    }
+
+    /// Starts Prometheus with `scrape_configs` (YAML list items, indented two spaces)
+    /// every `interval`, and waits until ready.
+    pub async fn start_with(dir: &Path, scrape_configs: &str, interval: &str) -> Self {
+        let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n\
-                 scrape_configs:\n  - job_name: sidecar\n    static_configs:\n      - targets: [{}]\n",
-                targets.join(", ")
+                 scrape_configs:\n{scrape_configs}"
             ),
         )
         .expect("write prometheus.yml");

@@ -131,6 +131,114 @@ fn the_webhook_configuration_fails_closed_and_routes_every_pod_making_kind() {
 }
 
 #[test]
+fn monitoring_objects_match_the_prometheus_operator_crds() {
+    let rendered = render(json!({
+        "serviceMonitor": {"enabled": true},
+        "podMonitor": {"enabled": true},
+        "prometheusRule": {"enabled": true},
+    }));
+    let checked = chart_support::assert_valid_against_crds(
+        &rendered,
+        &["ServiceMonitor", "PodMonitor", "PrometheusRule"],
+        &[
+            "prometheus-operator/monitoring.coreos.com_servicemonitors.yaml",
+            "prometheus-operator/monitoring.coreos.com_podmonitors.yaml",
+            "prometheus-operator/monitoring.coreos.com_prometheusrules.yaml",
+        ],
+    );
+    assert_eq!(checked, 3);
+    // The PodMonitor scrapes the port the injector names.
+    let pod_monitor = rendered.one("PodMonitor");
+    assert_eq!(
+        pod_monitor["spec"]["podMetricsEndpoints"][0]["port"],
+        "guardrail-admin"
+    );
+}
+
+#[test]
+fn the_alerts_pass_promtool_and_every_alert_has_a_unit_test() {
+    let rendered = render(json!({"prometheusRule": {"enabled": true}}));
+    let rule = rendered.one("PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        serde_saphyr::to_string(&json!({"groups": rule["spec"]["groups"]})).unwrap(),
+    )
+    .unwrap();
+    let root = guardrail_e2e::webhook::workspace_root();
+    let tests =
+        std::fs::read_to_string(root.join("charts/guardrail/tests/alerts.test.yaml")).unwrap();
+    std::fs::write(dir.path().join("alerts.test.yaml"), &tests).unwrap();
+    let promtool =
+        std::env::var_os("GUARDRAIL_PROMTOOL").unwrap_or_else(|| "/usr/bin/promtool".into());
+    for args in [
+        vec!["check", "rules", "rules.yaml"],
+        vec!["test", "rules", "alerts.test.yaml"],
+    ] {
+        let output = Command::new(&promtool)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run promtool (Debian prometheus, tests/setup/prometheus.sh)");
+        assert!(
+            output.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let alerts: Vec<String> = rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .filter_map(|r| r["alert"].as_str().map(String::from))
+        .collect();
+    assert!(alerts.len() >= 10, "{alerts:?}");
+    for alert in alerts {
+        assert!(
+            tests.contains(&format!("alertname: {alert}\n")),
+            "{alert} has no promtool test"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_is_built_by_grafanas_builder_and_shipped_as_is() {
+    let root = guardrail_e2e::webhook::workspace_root();
+    let file = root.join("charts/guardrail/dashboards/guardrail.json");
+    let output = Command::new(chart_support::tool("GUARDRAIL_CHART_PYTHON", "python"))
+        .arg(root.join("charts/tools/dashboard.py"))
+        .arg("--check")
+        .arg(&file)
+        .output()
+        .expect("run dashboard.py");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = render(json!({"dashboard": {"enabled": true}}));
+    let map = rendered.config_map();
+    let map = rendered
+        .get("ConfigMap")
+        .into_iter()
+        .find(|m| m["metadata"]["name"] == "guardrail-dashboard")
+        .unwrap_or(map);
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: serde_json::Value =
+        serde_json::from_str(map["data"]["guardrail.json"].as_str().unwrap()).unwrap();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(shipped, committed);
+    assert!(
+        render(json!({})).get("ConfigMap").len() == 1,
+        "off by default"
+    );
+}
+
+#[test]
 fn the_readme_values_table_is_generated_from_values_yaml_and_current() {
     let root = guardrail_e2e::webhook::workspace_root();
     let output = Command::new(chart_support::tool("GUARDRAIL_CHART_PYTHON", "python"))

@@ -18,13 +18,27 @@ pub struct SignatureMetrics {
     cache_lookups: Family<Labels, Counter>,
     /// `source` = cache | registry.
     latency: Family<Labels, Histogram, fn() -> Histogram>,
-    /// `kind` = timeout | connect | transport | auth | server | protocol | client | budget.
+    /// `kind`: one of [`REGISTRY_ERROR_KINDS`].
     registry_errors: Family<Labels, Counter>,
     /// `verdict` = allowed | denied | warned.
     decisions: Family<Labels, Counter>,
     /// Images allowed only because a rule says `onError: allow`.
     on_error_allowed: Counter,
 }
+
+/// Every `kind` of `guardrail_signature_registry_errors` (registry.rs `classify`,
+/// cosign.rs, the budget and limits).
+pub const REGISTRY_ERROR_KINDS: [&str; 9] = [
+    "timeout",
+    "connect",
+    "transport",
+    "auth",
+    "server",
+    "protocol",
+    "client",
+    "budget",
+    "limit",
+];
 
 impl SignatureMetrics {
     pub fn new(registry: &mut Registry) -> Self {
@@ -35,6 +49,16 @@ impl SignatureMetrics {
             decisions: Family::default(),
             on_error_allowed: Counter::default(),
         };
+        // Known label values exist from start-up, so boards and alerts see 0, not nothing.
+        for result in ["hit", "miss"] {
+            let _ = m.cache_lookups.get_or_create(&[("result", result)]);
+        }
+        for kind in REGISTRY_ERROR_KINDS {
+            let _ = m.registry_errors.get_or_create(&[("kind", kind)]);
+        }
+        for verdict in ["allowed", "denied", "warned"] {
+            let _ = m.decisions.get_or_create(&[("verdict", verdict)]);
+        }
         registry.register(
             "guardrail_signature_cache_lookups",
             "Signature cache lookups by result (hit, miss)",

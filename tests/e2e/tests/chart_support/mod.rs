@@ -79,6 +79,21 @@ impl Rendered {
         found.remove(0)
     }
 
+    /// The ConfigMap holding the webhook's config (the dashboard has its own).
+    pub fn config_map(&self) -> Value {
+        let mut found: Vec<Value> = self
+            .get("ConfigMap")
+            .into_iter()
+            .filter(|m| m["data"].get("config.yaml").is_some())
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one config ConfigMap, got {found:?}"
+        );
+        found.remove(0)
+    }
+
     pub fn container(&self) -> Value {
         self.one("Deployment")["spec"]["template"]["spec"]["containers"][0].clone()
     }
@@ -175,10 +190,16 @@ pub fn assert_valid_kubernetes(rendered: &Rendered) {
         let report = String::from_utf8_lossy(&output.stdout).into_owned()
             + &String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "kubernetes {version}:\n{report}");
-        // A kind it has no schema for (our CRD-based ServiceMonitor) is only a warning;
-        // everything built in must really have been checked.
+        // A kind it has no schema for (our Prometheus Operator objects, checked against
+        // their CRDs by `assert_valid_against_crds`) is only a warning; everything built
+        // in must really have been checked.
         for line in report.lines().filter(|l| l.starts_with("WARN")) {
-            assert!(line.contains("kind ServiceMonitor"), "{line}");
+            assert!(
+                ["ServiceMonitor", "PodMonitor", "PrometheusRule"]
+                    .iter()
+                    .any(|k| line.contains(&format!("kind {k}"))),
+                "{line}"
+            );
         }
     }
 }
@@ -201,6 +222,9 @@ pub fn all_options() -> Value {
             {"namespace": "ml-locked", "serviceAccounts": ["model"], "services": ["iris-predictor"], "inferenceServices": ["iris"]},
         ]},
         "registryAuth": {"secretName": "regcred"},
+        "podMonitor": {"enabled": true, "namespaces": ["ml"], "labels": {"release": "prometheus"}},
+        "prometheusRule": {"enabled": true, "labels": {"release": "prometheus"}},
+        "dashboard": {"enabled": true, "namespace": "monitoring", "annotations": {"grafana_folder": "Guardrail"}},
         "injection": {"enabled": true, "listenPort": 8091, "failurePolicy": "Ignore"},
         "signatureKeys": {"configMap": "cosign-keys"},
         "server": {"extraArgs": ["--cert-expiry-warning-days=14"]},
@@ -221,7 +245,7 @@ pub fn secret_mode() -> Value {
 /// `guardrail-webhook check --config` on them; returns (exit code, JSON report).
 pub fn check_rendered(rendered: &Rendered) -> (i32, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = rendered.one("ConfigMap")["data"]["config.yaml"].clone();
+    let config = rendered.config_map()["data"]["config.yaml"].clone();
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, config.as_str().expect("config.yaml")).expect("write config");
     let deployment_path = dir.path().join("deployment.yaml");
@@ -250,7 +274,7 @@ pub fn check_rendered(rendered: &Rendered) -> (i32, Value) {
 /// The rendered ConfigMap's config.yaml where the pod would see it, under `root`.
 pub fn write_config(rendered: &Rendered, root: &Path) {
     std::fs::create_dir(root.join("config")).expect("config dir");
-    let config = rendered.one("ConfigMap")["data"]["config.yaml"].clone();
+    let config = rendered.config_map()["data"]["config.yaml"].clone();
     std::fs::write(
         root.join("config/config.yaml"),
         config.as_str().expect("config.yaml"),
@@ -387,4 +411,38 @@ pub fn rbac_allows(roles: &[Value], verb: &str, path: &str) -> bool {
                     }
             })
     })
+}
+
+/// Validates the rendered objects of CRD kinds against `crds` (files under
+/// `../shared/fixtures`) with `charts/tools/crd_validate.py` (jsonschema, unknown fields
+/// refused as `kubectl` with strict field validation); returns how many were checked.
+pub fn assert_valid_against_crds(rendered: &Rendered, kinds: &[&str], crds: &[&str]) -> usize {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Vec<Value> = rendered
+        .objects()
+        .into_iter()
+        .filter(|o| kinds.contains(&o["kind"].as_str().unwrap_or("")))
+        .collect();
+    assert!(!objects.is_empty(), "nothing of {kinds:?} rendered");
+    let file = dir.path().join("objects.yaml");
+    let text: Vec<String> = objects
+        .iter()
+        .map(|o| serde_saphyr::to_string(o).expect("yaml"))
+        .collect();
+    std::fs::write(&file, text.join("---\n")).expect("write objects");
+    let root = guardrail_e2e::webhook::workspace_root();
+    let mut cmd = Command::new(tool("GUARDRAIL_CHART_PYTHON", "python"));
+    cmd.arg(root.join("charts/tools/crd_validate.py"));
+    for crd in crds {
+        cmd.arg("--crd")
+            .arg(root.join("../shared/fixtures").join(crd));
+    }
+    let output = cmd.arg(&file).output().expect("run crd_validate.py");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    objects.len()
 }
