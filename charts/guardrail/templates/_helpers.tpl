@@ -61,8 +61,24 @@ app.kubernetes.io/component: webhook
 {{- define "guardrail.tlsSecretName" -}}
 {{- if eq .Values.tls.mode "selfManaged" }}
 {{- default (printf "%s-tls" (include "guardrail.fullname" .)) .Values.tls.selfManaged.secretName }}
+{{- else if eq .Values.tls.mode "certManager" }}
+{{- default (printf "%s-serving-tls" (include "guardrail.fullname" .)) .Values.tls.certManager.secretName }}
 {{- else }}
 {{- required "tls.secret.name is required with tls.mode=secret: a kubernetes.io/tls Secret for the webhook Service" .Values.tls.secret.name }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the serving certificate is a mounted Secret (secret and certManager modes). */}}
+{{- define "guardrail.mountsTLS" -}}
+{{- if or (eq .Values.tls.mode "secret") (eq .Values.tls.mode "certManager") }}true{{ end }}
+{{- end }}
+
+{{/* The Certificate cert-manager's cainjector takes the caBundle from, if any. */}}
+{{- define "guardrail.injectCAFrom" -}}
+{{- if eq .Values.tls.mode "certManager" }}
+{{- printf "%s/%s-serving" .Release.Namespace (include "guardrail.fullname" .) }}
+{{- else if eq .Values.tls.mode "secret" }}
+{{- .Values.tls.secret.certManagerInjectFrom }}
 {{- end }}
 {{- end }}
 

@@ -6,6 +6,9 @@
 //! rendered RBAC), and the rendered Deployment passes our own `guardrail-webhook check`.
 
 mod chart_support;
+// The kubelet-style volume and the API-server-like client of the certificate tests.
+#[allow(dead_code)]
+mod certs_support;
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
@@ -30,6 +33,14 @@ fn every_configuration_renders_lints_and_validates_against_kubernetes() {
             json!({"tls": {"selfManaged": {"createSecret": false}}}),
         ),
         ("all-options", all_options()),
+        (
+            "cert-manager-own-ca",
+            json!({"tls": {"mode": "certManager"}, "injection": {"enabled": true}}),
+        ),
+        (
+            "cert-manager-cluster-issuer",
+            json!({"tls": {"mode": "certManager", "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}}),
+        ),
     ];
     let expected_default: BTreeSet<String> = [
         "ClusterRole",
@@ -236,6 +247,148 @@ fn the_dashboard_is_built_by_grafanas_builder_and_shipped_as_is() {
         render(json!({})).get("ConfigMap").len() == 1,
         "off by default"
     );
+}
+
+#[test]
+fn cert_manager_mode_issues_the_services_certificate_and_injects_its_ca() {
+    let rendered = render(json!({"tls": {"mode": "certManager"}, "injection": {"enabled": true}}));
+    let checked = chart_support::assert_valid_against_crds(
+        &rendered,
+        &["Issuer", "Certificate"],
+        &[
+            "cert-manager/cert-manager.io_certificates.yaml",
+            "cert-manager/cert-manager.io_issuers.yaml",
+        ],
+    );
+    assert_eq!(
+        checked, 4,
+        "self-signed root, CA Certificate, CA Issuer, serving Certificate"
+    );
+    let certificates = rendered.get("Certificate");
+    let serving = certificates
+        .iter()
+        .find(|c| c["metadata"]["name"] == "guardrail-serving")
+        .expect("the serving Certificate");
+    // It covers the names the API server dials, and is issued by the chart's CA Issuer.
+    let service = rendered.one("Service");
+    let name = service["metadata"]["name"].as_str().unwrap();
+    let dns: Vec<&str> = serving["spec"]["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert!(
+        dns.contains(&format!("{name}.{NAMESPACE}.svc").as_str()),
+        "{dns:?}"
+    );
+    assert_eq!(serving["spec"]["issuerRef"]["name"], "guardrail-ca");
+    let ca = certificates
+        .iter()
+        .find(|c| c["spec"]["isCA"] == true)
+        .expect("CA Certificate");
+    let ca_issuer = rendered
+        .get("Issuer")
+        .into_iter()
+        .find(|i| i["spec"]["ca"].is_object())
+        .expect("CA Issuer");
+    assert_eq!(
+        ca_issuer["spec"]["ca"]["secretName"],
+        ca["spec"]["secretName"]
+    );
+    // cainjector writes the caBundle of both configurations from that Certificate.
+    for kind in [
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert_eq!(
+            rendered.one(kind)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            format!("{NAMESPACE}/guardrail-serving"),
+            "{kind}"
+        );
+    }
+    // The Deployment serves the Secret cert-manager writes, with no API access.
+    let deployment = rendered.one("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("tls volume");
+    assert_eq!(
+        volume["secret"]["secretName"],
+        serving["spec"]["secretName"]
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(
+        rendered.get("Secret").is_empty(),
+        "cert-manager owns the Secret"
+    );
+    let flags = rendered.flags();
+    assert!(!flags.contains_key("--manage-webhook-configurations"));
+    // An issuer of the user's: no CA objects of ours.
+    let theirs = render(
+        json!({"tls": {"mode": "certManager", "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}}),
+    );
+    assert!(theirs.get("Issuer").is_empty());
+    assert_eq!(
+        theirs.one("Certificate")["spec"]["issuerRef"]["kind"],
+        "ClusterIssuer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cert_manager_mode_the_webhook_serves_the_renewed_certificate() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let rendered = render(json!({"tls": {"mode": "certManager"}}));
+    let dir = tempfile::tempdir().unwrap();
+    // What cert-manager writes: two issuances, as the kubelet publishes the Secret.
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    certs_support::generate(&first);
+    certs_support::generate(&second);
+    std::fs::create_dir(dir.path().join("tls")).unwrap();
+    let mut volume = certs_support::Volume::new(&dir.path().join("tls"), &first);
+    write_config(&rendered, dir.path());
+    let (root, chart) = (dir.path().to_path_buf(), rendered.clone());
+    // The kubelet's atomic swap is seen by the file watch (the rendered 30 s re-read is
+    // the backstop).
+    let (mut server, _, https) =
+        tokio::task::spawn_blocking(move || chart_support::start_rendered_at(&chart, &root, &[]))
+            .await
+            .unwrap();
+    let cas = [
+        certs_support::read(&first.join("ca.crt")),
+        certs_support::read(&second.join("ca.crt")),
+    ];
+    let client = certs_support::client(&cas);
+    let serial = |dir: &std::path::Path| {
+        certs_support::serial_of_pem(&certs_support::read(&dir.join("tls.crt")))
+    };
+    let served = certs_support::review(https, client.clone(), "uid-1")
+        .await
+        .unwrap();
+    assert_eq!(served, serial(&first));
+    volume.publish(&second);
+    let renewed = serial(&second);
+    guardrail_e2e::process::eventually(
+        "the renewed certificate served",
+        Duration::from_secs(20),
+        || {
+            let client = client.clone();
+            let renewed = renewed.clone();
+            async move {
+                let served = certs_support::review(https, client, "uid-2").await.ok()?;
+                (served == renewed).then_some(())
+            }
+        },
+    )
+    .await;
+    let status = tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(25)))
+        .await
+        .unwrap()
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
 }
 
 #[test]
