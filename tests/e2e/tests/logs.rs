@@ -39,12 +39,16 @@ async fn the_sidecar_access_log_carries_request_and_trace_ids() {
     let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let record = seen.clone();
     let up = upstream(move |req| {
-        let traceparent = req
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        record.lock().expect("lock").push(traceparent);
+        // Both W3C trace context headers, as the model received them.
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let context = header("traceparent")
+            .map(|p| format!("{p} {}", header("tracestate").unwrap_or_default()));
+        record.lock().expect("lock").push(context);
         async {
             Response::new(
                 Full::new(Bytes::from_static(br#"{"predictions":[0.5]}"#))
@@ -85,7 +89,11 @@ async fn the_sidecar_access_log_carries_request_and_trace_ids() {
         .expect("id")
         .to_string();
     let _ = r.bytes().await;
-    assert_eq!(seen.lock().expect("lock")[0].as_deref(), Some(traceparent));
+    // Passed through untouched.
+    assert_eq!(
+        seen.lock().expect("lock")[0].as_deref(),
+        Some(format!("{traceparent} vendor=abc").as_str())
+    );
     let lines = eventually("two access lines", Duration::from_secs(10), || async {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let lines = json_lines(&text);
