@@ -6,6 +6,7 @@
 //! The digest verified is the one in the reference: tags are never resolved.
 
 pub mod auth;
+pub mod bundle;
 pub mod cache;
 pub mod config;
 pub mod cosign;
@@ -14,6 +15,7 @@ pub mod registry;
 pub mod rules;
 pub mod trust_root;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -319,6 +321,55 @@ impl SignatureVerifier {
         let inner = &self.inner;
         let registry = image.registry();
         let auth = inner.credentials.for_registry(registry);
+        let trust = &inner.rules[rule];
+
+        // Sigstore bundles first (cosign v3 writes no `.sig` tag by default), then the
+        // legacy tag: a rule is satisfied by any valid signatures that meet it.
+        let mut in_bundles = BTreeSet::new();
+        let mut bundle_notes = Vec::new();
+        let mut bundle_error = None;
+        if !trust.keys().is_empty() {
+            match inner.registries.bundles(image, digest, &auth).await {
+                Ok(found) => {
+                    for raw in &found.found {
+                        let max = inner.registries.limits.max_payload_bytes;
+                        match bundle::keys_that_signed(raw, digest, trust.keys(), max) {
+                            Ok(keys) => in_bundles.extend(keys),
+                            Err(why) => bundle_notes.push(why),
+                        }
+                    }
+                    bundle_notes.extend(found.skipped);
+                }
+                Err(SignatureError::Limit { message, .. }) => {
+                    return Ok(Outcome::Rejected(message))
+                }
+                // Unreadable referrers may hide a valid bundle: decided below, once we
+                // know whether the legacy signatures suffice.
+                Err(e) => bundle_error = Some(e),
+            }
+            if in_bundles.len() >= trust.threshold() {
+                let names: Vec<String> = in_bundles.iter().map(|k| format!("keys[{k}]")).collect();
+                let who = format!("signed by {} (Sigstore bundle)", names.join(", "));
+                debug!(rule = %trust.name, %who, "signature verified");
+                return Ok(Outcome::Verified(who));
+            }
+        }
+        let bundles_said = || {
+            let mut said = if trust.keys().is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{} of the required {} trusted key(s) signed a Sigstore bundle (OCI referrers)",
+                    in_bundles.len(),
+                    trust.threshold()
+                )
+            };
+            if !bundle_notes.is_empty() {
+                said.push_str(&format!(" [{}]", bundle_notes.join("; ")));
+            }
+            said
+        };
+
         let sig_tag = format!("{}.sig", digest.replace(':', "-"));
         let manifest = match inner
             .registries
@@ -327,23 +378,30 @@ impl SignatureVerifier {
         {
             Ok(Some(manifest)) => manifest,
             Ok(None) => {
-                return Ok(Outcome::Rejected(format!(
-                    "no cosign signature found ({}/{}:{sig_tag} does not exist)",
+                if let Some(e) = bundle_error {
+                    return Err(e);
+                }
+                let mut why = format!(
+                    "no cosign signature found: no legacy tag {}/{}:{sig_tag}",
                     registry,
                     image.repository()
-                )))
+                );
+                let bundles = bundles_said();
+                if !bundles.is_empty() {
+                    why.push_str(&format!(", and {bundles}"));
+                }
+                return Ok(Outcome::Rejected(why));
             }
             // A limit breach is the registry's content, not its availability: deny.
             Err(SignatureError::Limit { message, .. }) => return Ok(Outcome::Rejected(message)),
             Err(e) => return Err(e),
         };
         let count = manifest.layers.len();
-        if count == 0 {
+        if count == 0 && in_bundles.is_empty() {
             return Ok(Outcome::Rejected(format!(
                 "{sig_tag} holds no cosign signature layer"
             )));
         }
-        let trust = &inner.rules[rule];
         let layers = if trust.needs_sigstore() {
             let transport = inner.registries.transport(registry);
             trust.fetch_layers(image, digest, &auth, &transport).await?
@@ -366,12 +424,16 @@ impl SignatureVerifier {
             }
             cosign::key_layers(downloaded)
         };
-        Ok(match trust.evaluate(&layers, digest, count) {
+        Ok(match trust.evaluate(&layers, digest, count, &in_bundles) {
             Ok(who) => {
                 debug!(rule = %trust.name, %who, "signature verified");
                 Outcome::Verified(who)
             }
-            Err(why) => Outcome::Rejected(why),
+            Err(why) => match (bundle_error, bundles_said()) {
+                (Some(e), _) => return Err(e),
+                (None, bundles) if bundles.is_empty() => Outcome::Rejected(why),
+                (None, bundles) => Outcome::Rejected(format!("{why}; {bundles}")),
+            },
         })
     }
 }

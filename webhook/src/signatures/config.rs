@@ -26,6 +26,10 @@ pub const DEFAULT_MAX_MANIFEST_BYTES: u64 = 256 * 1024;
 pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 * 1024;
 /// Default limit on signatures attached to one digest.
 pub const DEFAULT_MAX_SIGNATURES: usize = 32;
+/// Default limit on OCI referrers read per image (Sigstore bundles and the rest).
+pub const DEFAULT_MAX_REFERRERS: usize = 16;
+/// Default limit on a DSSE payload (a cosign sign v3 Statement is < 1 KiB).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 32 * 1024;
 
 /// What to do with an image that no rule matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -146,6 +150,13 @@ pub struct LimitsConfig {
     /// Default 32.
     #[serde(default)]
     pub max_signatures: Option<usize>,
+    /// Default 16: OCI referrers of one image read (referrers API or tag schema);
+    /// more is a denial that says so (attachment floods, cosign CVE-2023-46737).
+    #[serde(default)]
+    pub max_referrers: Option<usize>,
+    /// Default 32 KiB: the signed payload of a Sigstore bundle's DSSE envelope.
+    #[serde(default)]
+    pub max_payload_bytes: Option<u64>,
     /// Default 3s; connect and read timeout of each registry request.
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
@@ -198,6 +209,12 @@ impl SignaturesConfig {
         }
         if self.limits.max_signatures == Some(0) {
             return Err(invalid("signatures.limits.maxSignatures", "must be >= 1"));
+        }
+        if self.limits.max_referrers == Some(0) {
+            return Err(invalid("signatures.limits.maxReferrers", "must be >= 1"));
+        }
+        if self.limits.max_payload_bytes == Some(0) {
+            return Err(invalid("signatures.limits.maxPayloadBytes", "must be >= 1"));
         }
         if self.cache.max_entries == Some(0) {
             return Err(invalid(

@@ -149,6 +149,16 @@ impl RuleTrust {
         builder.build().map_err(|e| e.to_string())
     }
 
+    /// The rule's trusted keys, in config order (`keys[i]` in messages).
+    pub fn keys(&self) -> &[CosignVerificationKey] {
+        &self.keys
+    }
+
+    /// How many distinct trusted keys must have signed.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
     /// Keyless needs sigstore's certificate and bundle checks; keys alone do not.
     pub fn needs_sigstore(&self) -> bool {
         !self.identities.is_empty()
@@ -195,26 +205,31 @@ impl RuleTrust {
     }
 
     /// `Ok(who)` when the layers satisfy the rule, `Err(why not)` otherwise.
-    /// `declared` is the number of layers in the signature manifest.
+    /// `declared` is the number of layers in the signature manifest; `in_bundles` the
+    /// keys that already signed a Sigstore bundle of this digest (k of n counts each
+    /// trusted key once, whatever the format).
     pub fn evaluate(
         &self,
         layers: &[SignatureLayer],
         digest: &str,
         declared: usize,
+        in_bundles: &std::collections::BTreeSet<usize>,
     ) -> Result<String, String> {
         // The payload must name the digest the pod runs: a registry cannot swap digests.
         let layers: Vec<&SignatureLayer> = layers
             .iter()
             .filter(|l| l.simple_signing.critical.image.docker_manifest_digest == digest)
             .collect();
-        if layers.is_empty() {
+        if layers.is_empty() && in_bundles.is_empty() {
             return Err(format!(
                 "none of the {declared} signature layer(s) is valid for {digest} (payload for \
                  another digest, Rekor bundle from an untrusted log, or malformed layer)"
             ));
         }
         let signed_keys: Vec<usize> = (0..self.keys.len())
-            .filter(|&k| layers.iter().any(|l| signed_by(l, &self.keys[k])))
+            .filter(|&k| {
+                in_bundles.contains(&k) || layers.iter().any(|l| signed_by(l, &self.keys[k]))
+            })
             .collect();
         if !self.keys.is_empty() && signed_keys.len() >= self.threshold {
             let names: Vec<String> = signed_keys.iter().map(|k| format!("keys[{k}]")).collect();

@@ -18,12 +18,17 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest as _, Sha256};
 
+use super::bundle::BUNDLE_MEDIA_TYPE;
 use super::config::{
-    SignaturesConfig, DEFAULT_MAX_LAYER_BYTES, DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_SIGNATURES,
+    SignaturesConfig, DEFAULT_MAX_LAYER_BYTES, DEFAULT_MAX_MANIFEST_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_MAX_REFERRERS, DEFAULT_MAX_SIGNATURES,
     DEFAULT_REQUEST_TIMEOUT,
 };
 use super::SignatureError;
 
+/// The OCI empty descriptor's media type, which some registries (GHCR) report as a
+/// referrer's `artifactType`.
+const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// Media type of a cosign SimpleSigning signature layer.
 pub const COSIGN_LAYER_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
@@ -39,7 +44,18 @@ pub struct Limits {
     pub max_manifest_bytes: u64,
     pub max_layer_bytes: u64,
     pub max_signatures: usize,
+    pub max_referrers: usize,
+    pub max_payload_bytes: u64,
     pub request_timeout: Duration,
+}
+
+/// The Sigstore bundles attached to a digest as OCI referrers.
+#[derive(Debug, Default)]
+pub struct Bundles {
+    /// Each bundle's bytes (size-capped, content digest checked).
+    pub found: Vec<Vec<u8>>,
+    /// Why a referrer was passed over (another subject, not a bundle).
+    pub skipped: Vec<String>,
 }
 
 /// The cosign layers of a signature manifest that passed the limits.
@@ -113,6 +129,11 @@ impl Registries {
                 .limits
                 .max_signatures
                 .unwrap_or(DEFAULT_MAX_SIGNATURES),
+            max_referrers: config.limits.max_referrers.unwrap_or(DEFAULT_MAX_REFERRERS),
+            max_payload_bytes: config
+                .limits
+                .max_payload_bytes
+                .unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
             request_timeout: config
                 .limits
                 .request_timeout
@@ -170,6 +191,113 @@ impl Registries {
             Err(e) => return Err(classify(image.registry(), &e, self.limits.request_timeout)),
         };
         self.check_manifest(image.registry(), &body).map(Some)
+    }
+
+    /// The Sigstore bundles that name `digest` as their subject: the OCI referrers API,
+    /// or the referrers tag schema (`sha256-<hex>`) when the registry has no such API
+    /// (oci-client falls back on its 404, as the distribution spec says). Candidates are
+    /// told by the manifest's **layer** media type: some registries (GHCR) report the
+    /// empty descriptor's type as `artifactType`. At most `maxReferrers` are read.
+    pub async fn bundles(
+        &self,
+        image: &Reference,
+        digest: &str,
+        auth: &RegistryAuth,
+    ) -> Result<Bundles, SignatureError> {
+        let registry = image.registry();
+        let timeout = self.limits.request_timeout;
+        let limit = |message: String| SignatureError::Limit {
+            registry: registry.to_string(),
+            message,
+        };
+        let client = self.client(registry);
+        let subject = Reference::with_digest(
+            registry.to_string(),
+            image.repository().to_string(),
+            digest.to_string(),
+        );
+        // Authenticates the client for this repository (pull_referrers uses stored auth).
+        let _ = client
+            .auth(&subject, auth, oci_client::RegistryOperation::Pull)
+            .await;
+        let index = match client.pull_referrers(&subject, None).await {
+            Ok(index) => index,
+            Err(e) if is_not_found(&e) => return Ok(Bundles::default()),
+            Err(e) => return Err(classify(registry, &e, timeout)),
+        };
+        let candidates: Vec<_> = index
+            .manifests
+            .iter()
+            .filter(|m| {
+                m.artifact_type
+                    .as_deref()
+                    .is_none_or(|t| [BUNDLE_MEDIA_TYPE, EMPTY_MEDIA_TYPE, ""].contains(&t))
+            })
+            .collect();
+        if candidates.len() > self.limits.max_referrers {
+            return Err(limit(format!(
+                "{} referrers of {digest}, limit is {} (signatures.limits.maxReferrers)",
+                candidates.len(),
+                self.limits.max_referrers
+            )));
+        }
+        let mut bundles = Bundles::default();
+        for entry in candidates {
+            if entry.size < 0 || entry.size as u64 > self.limits.max_manifest_bytes {
+                return Err(limit(format!(
+                    "referrer {} declares {} bytes, limit is {} (signatures.limits.maxManifestBytes)",
+                    entry.digest, entry.size, self.limits.max_manifest_bytes
+                )));
+            }
+            let reference = Reference::with_digest(
+                registry.to_string(),
+                image.repository().to_string(),
+                entry.digest.clone(),
+            );
+            let accepted = [OCI_IMAGE_MEDIA_TYPE];
+            let (body, _) = client
+                .pull_manifest_raw(&reference, auth, &accepted)
+                .await
+                .map_err(|e| classify(registry, &e, timeout))?;
+            if body.len() as u64 > self.limits.max_manifest_bytes {
+                return Err(limit(format!(
+                    "referrer {} is {} bytes, limit is {} (signatures.limits.maxManifestBytes)",
+                    entry.digest,
+                    body.len(),
+                    self.limits.max_manifest_bytes
+                )));
+            }
+            let Ok(OciManifest::Image(manifest)) = serde_json::from_slice::<OciManifest>(&body)
+            else {
+                bundles
+                    .skipped
+                    .push(format!("{}: not an image manifest", entry.digest));
+                continue;
+            };
+            // A tag schema index is written by anyone who can push: trust the manifest's
+            // own subject, not the index it was listed in.
+            if manifest.subject.as_ref().map(|s| s.digest.as_str()) != Some(digest) {
+                bundles
+                    .skipped
+                    .push(format!("{}: its subject is another digest", entry.digest));
+                continue;
+            }
+            let Some(layer) = manifest
+                .layers
+                .iter()
+                .find(|l| l.media_type == BUNDLE_MEDIA_TYPE)
+            else {
+                continue;
+            };
+            if layer.size < 0 || layer.size as u64 > self.limits.max_layer_bytes {
+                return Err(limit(format!(
+                    "bundle {} declares {} bytes, limit is {} (signatures.limits.maxLayerBytes)",
+                    layer.digest, layer.size, self.limits.max_layer_bytes
+                )));
+            }
+            bundles.found.push(self.fetch_layer(image, layer).await?);
+        }
+        Ok(bundles)
     }
 
     /// Downloads one signature layer, never more than `maxLayerBytes`, and checks that

@@ -1,0 +1,216 @@
+//! Sigstore bundles as `cosign sign` v3 attaches them (OCI referrers, DSSE envelope of a
+//! `cosign/sign/v1` Statement), made by an independent signer: sigstore-js
+//! (`@sigstore/sign` with a key signer, `@sigstore/oci` attaching the bundle; on Debian's
+//! distribution 2.8, which has no referrers API, it writes the referrers tag schema
+//! index, so that is the path tested here). Verified by the webhook's verifier and by
+//! the `check` binary, which must agree.
+
+use std::{path::Path, process::Command, time::Instant};
+
+use guardrail_e2e::{
+    bins::bin,
+    registry::{
+        cosign::{sign_with_keys, KeySigner},
+        verifier, write, RegistryOptions, TestRegistry,
+    },
+};
+use guardrail_webhook::signatures::ImageVerdict;
+use serde_json::json;
+
+const USER: &str = "ci";
+const PASSWORD: &str = "s3cret";
+
+struct Setup {
+    reg: TestRegistry,
+    auth_file: std::path::PathBuf,
+}
+
+/// A registry that answers with an auth challenge (which @sigstore/oci needs).
+fn setup() -> Setup {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let reg = TestRegistry::start(RegistryOptions {
+        tls: None,
+        basic_auth: Some((USER, PASSWORD)),
+    });
+    let auth = format!(
+        r#"{{"auths":{{"{}":{{"username":"{USER}","password":"{PASSWORD}"}}}}}}"#,
+        reg.host
+    );
+    let auth_file = write(reg.dir.path(), "dockerconfig.json", &auth);
+    Setup { reg, auth_file }
+}
+
+/// Attaches a key-signed bundle for `digest` (whose Statement names `subject`) with
+/// sigstore-js.
+fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
+    let modules = std::env::var_os("GUARDRAIL_SIGSTORE_JS").unwrap_or_else(|| {
+        Path::new(&std::env::var("HOME").unwrap())
+            .join(".cache/guardrail/sigstore-js/node_modules")
+            .into()
+    });
+    assert!(
+        Path::new(&modules).join("@sigstore/oci").exists(),
+        "sigstore-js is missing: run tests/run.sh (tests/setup/sigstore-js.sh)"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("signers/sigstore-bundle.cjs");
+    let options = json!({
+        "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
+        "keyPem": key.private_pem(), "username": USER, "password": PASSWORD,
+    });
+    let output = Command::new("node")
+        .arg(script)
+        .arg(options.to_string())
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "sigstore-js: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn config(reg: &TestRegistry, keys: &[&KeySigner], threshold: usize, extra: &str) -> String {
+    let files: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "{{file: {}}}",
+                write(reg.dir.path(), &format!("k{i}.pub"), &k.public_pem).display()
+            )
+        })
+        .collect();
+    format!(
+        "registries: [{{host: \"{host}\", insecure: true}}]\n{extra}rules:\n- name: release\n  images: [\"{host}/models/**\"]\n  threshold: {threshold}\n  keys: [{}]\n",
+        files.join(", "),
+        host = reg.host
+    )
+}
+
+fn denied(verdict: ImageVerdict) -> String {
+    match verdict {
+        ImageVerdict::Denied { reason } => reason,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+/// `check` on a pod running `image` with `signatures` as its config: the exit code.
+fn check(dir: &Path, signatures: &str, image: &str, auth: &Path) -> i32 {
+    let indented: String = signatures.lines().map(|l| format!("  {l}\n")).collect();
+    let config = write(
+        dir,
+        "check-config.yaml",
+        &format!("signatures:\n{indented}"),
+    );
+    let pod = guardrail_e2e::webhook::probed_pod("p", image);
+    let manifest = write(dir, "pod.json", &pod.to_string());
+    Command::new(bin("guardrail-webhook"))
+        .arg("check")
+        .arg("--config")
+        .arg(config)
+        .arg("--registry-auth")
+        .arg(auth)
+        .arg(manifest)
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_signed_v3_bundle_is_enough_and_check_and_serve_agree() {
+    let s = setup();
+    let key = KeySigner::new();
+    let digest = s.reg.push_image("models/llm", "v1").await;
+    attach_bundle(&s.reg, "models/llm", &digest, &key, &digest);
+    let image = s.reg.pinned("models/llm", &digest);
+    let yaml = config(&s.reg, &[&key], 1, "");
+    let (v, _) = verifier(&yaml, Some(&s.auth_file));
+    // No legacy `.sig` tag exists: the bundle alone is the signature.
+    let cold = Instant::now();
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+    let cold = cold.elapsed();
+    let warm = Instant::now();
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+    eprintln!(
+        "v3 bundle verification: cold {cold:?}, warm {:?}",
+        warm.elapsed()
+    );
+    assert_eq!(
+        check(s.reg.dir.path(), &yaml, &image.to_string(), &s.auth_file),
+        0
+    );
+
+    // Another key's bundle does not count, and says why.
+    let stranger = KeySigner::new();
+    let (v, _) = verifier(&config(&s.reg, &[&stranger], 1, ""), Some(&s.auth_file));
+    let reason = denied(v.check(&image).await);
+    assert!(
+        reason.contains("0 of the required 1 trusted key(s) signed a Sigstore bundle"),
+        "{reason}"
+    );
+    assert!(reason.contains("not signed by a trusted key"), "{reason}");
+    assert_eq!(
+        check(
+            s.reg.dir.path(),
+            &config(&s.reg, &[&stranger], 1, ""),
+            &image.to_string(),
+            &s.auth_file
+        ),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_for_another_digest_is_refused() {
+    let s = setup();
+    let key = KeySigner::new();
+    let digest = s.reg.push_image("models/llm", "v1").await;
+    let other = s.reg.push_image("models/other", "v1").await;
+    assert_ne!(digest, other);
+    // Attached to our image, but its signed Statement names the other digest.
+    attach_bundle(&s.reg, "models/llm", &digest, &key, &other);
+    let (v, _) = verifier(&config(&s.reg, &[&key], 1, ""), Some(&s.auth_file));
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &digest)).await);
+    assert!(reason.contains("signed subject is not"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_and_legacy_signatures_count_together_toward_the_threshold() {
+    let s = setup();
+    let (a, b) = (KeySigner::new(), KeySigner::new());
+    let digest = s.reg.push_image("models/llm", "v1").await;
+    let image = s.reg.pinned("models/llm", &digest);
+    let yaml = config(&s.reg, &[&a, &b], 2, "");
+    // The legacy `.sig` alone: one of two.
+    sign_with_keys(&s.reg, "models/llm", &digest, &[&a]).await;
+    let (v, _) = verifier(&yaml, Some(&s.auth_file));
+    let reason = denied(v.check(&image).await);
+    assert!(reason.contains("1 of the required 2"), "{reason}");
+    // Plus a v3 bundle by the other key: two distinct keys, in two formats.
+    attach_bundle(&s.reg, "models/llm", &digest, &b, &digest);
+    let (v, _) = verifier(&yaml, Some(&s.auth_file));
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+    // The legacy signature alone still works for a one-key rule.
+    let (v, _) = verifier(&config(&s.reg, &[&a], 1, ""), Some(&s.auth_file));
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referrers_flood_beyond_the_cap_is_a_denial_that_names_the_limit() {
+    let s = setup();
+    let key = KeySigner::new();
+    let digest = s.reg.push_image("models/llm", "v1").await;
+    for _ in 0..3 {
+        attach_bundle(&s.reg, "models/llm", &digest, &KeySigner::new(), &digest);
+    }
+    let yaml = config(&s.reg, &[&key], 1, "limits: {maxReferrers: 2}\n");
+    let (v, _) = verifier(&yaml, Some(&s.auth_file));
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &digest)).await);
+    assert!(
+        reason.contains("signatures.limits.maxReferrers"),
+        "{reason}"
+    );
+}
