@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use guardrail_e2e::registry::cosign::{payload, push_signatures, sign_with_keys, KeySigner};
 use guardrail_e2e::registry::keyless::{Identity, TestSigstore};
+use guardrail_e2e::registry::sigstore_js::attach_bundle;
 use guardrail_e2e::registry::{verifier, write, RegistryOptions, TestRegistry};
 use guardrail_webhook::signatures::ImageVerdict;
 
@@ -114,6 +115,38 @@ async fn main() {
         assert_eq!(verdict, ImageVerdict::Allowed);
     }
     percentiles("cold keyless", samples);
+
+    // Cold v3 bundle (key-signed, OCI referrers through the tag schema), made by
+    // sigstore-js; the registry asks for credentials, as @sigstore/oci needs.
+    let authed = TestRegistry::start(RegistryOptions {
+        tls: None,
+        basic_auth: Some(("ci", "s3cret")),
+    });
+    let bundle_digest = authed.push_image("models/llm", "v3").await;
+    attach_bundle(&authed, "models/llm", &bundle_digest, &key, &bundle_digest);
+    let auth_file = write(
+        authed.dir.path(),
+        "dockerconfig.json",
+        &format!(
+            r#"{{"auths":{{"{}":{{"username":"ci","password":"s3cret"}}}}}}"#,
+            authed.host
+        ),
+    );
+    let bundle_config = format!(
+        "cache: {{positiveTtl: 1ns, negativeTtl: 1ns}}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  keys: [{{file: {key}}}]\n",
+        host = authed.host,
+        key = key_file.display()
+    );
+    let (bundles, _) = verifier(&bundle_config, Some(&auth_file));
+    let bundle_image = authed.pinned("models/llm", &bundle_digest);
+    let mut samples = Vec::with_capacity(COLD);
+    for _ in 0..COLD {
+        let t = Instant::now();
+        let verdict = bundles.check(&bundle_image).await;
+        samples.push(t.elapsed());
+        assert_eq!(verdict, ImageVerdict::Allowed);
+    }
+    percentiles("cold bundle", samples);
 
     let (warm, _) = verifier(&config("{}"), None);
     assert_eq!(warm.check(&image).await, ImageVerdict::Allowed);

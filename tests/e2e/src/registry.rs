@@ -5,6 +5,7 @@
 
 pub mod cosign;
 pub mod keyless;
+pub mod sigstore_js;
 pub mod slow_proxy;
 
 use std::net::SocketAddr;

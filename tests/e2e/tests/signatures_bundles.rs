@@ -11,11 +11,11 @@ use guardrail_e2e::{
     bins::bin,
     registry::{
         cosign::{sign_with_keys, KeySigner},
+        sigstore_js::attach_bundle,
         verifier, write, RegistryOptions, TestRegistry,
     },
 };
 use guardrail_webhook::signatures::ImageVerdict;
-use serde_json::json;
 
 const USER: &str = "ci";
 const PASSWORD: &str = "s3cret";
@@ -38,36 +38,6 @@ fn setup() -> Setup {
     );
     let auth_file = write(reg.dir.path(), "dockerconfig.json", &auth);
     Setup { reg, auth_file }
-}
-
-/// Attaches a key-signed bundle for `digest` (whose Statement names `subject`) with
-/// sigstore-js.
-fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
-    let modules = std::env::var_os("GUARDRAIL_SIGSTORE_JS").unwrap_or_else(|| {
-        Path::new(&std::env::var("HOME").unwrap())
-            .join(".cache/guardrail/sigstore-js/node_modules")
-            .into()
-    });
-    assert!(
-        Path::new(&modules).join("@sigstore/oci").exists(),
-        "sigstore-js is missing: run tests/run.sh (tests/setup/sigstore-js.sh)"
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("signers/sigstore-bundle.cjs");
-    let options = json!({
-        "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
-        "keyPem": key.private_pem(), "username": USER, "password": PASSWORD,
-    });
-    let output = Command::new("node")
-        .arg(script)
-        .arg(options.to_string())
-        .env("NODE_PATH", &modules)
-        .output()
-        .expect("run node");
-    assert!(
-        output.status.success(),
-        "sigstore-js: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn config(reg: &TestRegistry, keys: &[&KeySigner], threshold: usize, extra: &str) -> String {

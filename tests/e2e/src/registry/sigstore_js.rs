@@ -1,0 +1,51 @@
+//! The independent Sigstore signer of the tests: sigstore-js (`@sigstore/sign` builds a
+//! key-signed DSSE bundle, `@sigstore/oci` attaches it as an OCI referrer), driven by
+//! `tests/e2e/signers/sigstore-bundle.cjs` and installed by tests/setup/sigstore-js.sh.
+
+use std::{path::PathBuf, process::Command};
+
+use oci_client::secrets::RegistryAuth;
+use serde_json::json;
+
+use super::{cosign::KeySigner, TestRegistry};
+
+/// sigstore-js's `node_modules` (`GUARDRAIL_SIGSTORE_JS`, default in the cache).
+pub fn modules() -> PathBuf {
+    let path = std::env::var_os("GUARDRAIL_SIGSTORE_JS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/guardrail/sigstore-js/node_modules")
+        });
+    assert!(
+        path.join("@sigstore/oci").exists(),
+        "sigstore-js ({}) is missing: run tests/run.sh (tests/setup/sigstore-js.sh installs it)",
+        path.display()
+    );
+    path
+}
+
+/// Attaches to `digest` of `repo` a bundle signed by `key` whose Statement names
+/// `subject` (normally the same digest). The registry must ask for credentials
+/// (basic auth): @sigstore/oci pushes only after an auth challenge.
+pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
+    let RegistryAuth::Basic(username, password) = reg.auth() else {
+        panic!("attach_bundle needs a registry with basic auth (RegistryOptions::basic_auth)");
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("signers/sigstore-bundle.cjs");
+    let options = json!({
+        "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
+        "keyPem": key.private_pem(), "username": username, "password": password,
+    });
+    let output = Command::new("node")
+        .arg(script)
+        .arg(options.to_string())
+        .env("NODE_PATH", modules())
+        .output()
+        .expect("run node");
+    assert!(
+        output.status.success(),
+        "sigstore-js: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
