@@ -1,7 +1,8 @@
 # Sourced by tests/run.sh: the independent Sigstore signer of the bundle tests
 # (tests/e2e/tests/signatures_bundles.rs): sigstore-js (@sigstore/sign builds DSSE
 # bundles with a key signer, @sigstore/oci attaches them as OCI referrers, writing the
-# referrers tag schema where the registry has no referrers API), pinned in
+# referrers tag schema where the registry has no referrers API; @sigstore/mock is the
+# Fulcio and Rekor of keyless signing), pinned in
 # tests/e2e/signers/package.json, installed once with npm into the cache.
 # Exports GUARDRAIL_SIGSTORE_JS (its node_modules).
 # Node 20 (nodesource) ships npm; Debian's npm package would conflict with it.

@@ -328,14 +328,25 @@ impl SignatureVerifier {
         let mut in_bundles = BTreeSet::new();
         let mut bundle_notes = Vec::new();
         let mut bundle_error = None;
-        if !trust.keys().is_empty() {
+        if !trust.keys().is_empty() || trust.keyless().is_some() {
             match inner.registries.bundles(image, digest, &auth).await {
                 Ok(found) => {
+                    let max = inner.registries.limits.max_payload_bytes;
                     for raw in &found.found {
-                        let max = inner.registries.limits.max_payload_bytes;
-                        match bundle::keys_that_signed(raw, digest, trust.keys(), max) {
-                            Ok(keys) => in_bundles.extend(keys),
-                            Err(why) => bundle_notes.push(why),
+                        if !trust.keys().is_empty() {
+                            match bundle::keys_that_signed(raw, digest, trust.keys(), max) {
+                                Ok(keys) => in_bundles.extend(keys),
+                                Err(why) => bundle_notes.push(why),
+                            }
+                        }
+                        if let Some((keyless, identities)) = trust.keyless() {
+                            match keyless.verify(raw, digest, identities, max).await {
+                                Ok(who) => {
+                                    debug!(rule = %trust.name, %who, "signature verified");
+                                    return Ok(Outcome::Verified(who));
+                                }
+                                Err(why) => bundle_notes.push(why),
+                            }
                         }
                     }
                     bundle_notes.extend(found.skipped);
@@ -347,7 +358,7 @@ impl SignatureVerifier {
                 // know whether the legacy signatures suffice.
                 Err(e) => bundle_error = Some(e),
             }
-            if in_bundles.len() >= trust.threshold() {
+            if !trust.keys().is_empty() && in_bundles.len() >= trust.threshold() {
                 let names: Vec<String> = in_bundles.iter().map(|k| format!("keys[{k}]")).collect();
                 let who = format!("signed by {} (Sigstore bundle)", names.join(", "));
                 debug!(rule = %trust.name, %who, "signature verified");

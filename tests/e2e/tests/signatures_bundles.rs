@@ -11,7 +11,7 @@ use guardrail_e2e::{
     bins::bin,
     registry::{
         cosign::{sign_with_keys, KeySigner},
-        sigstore_js::attach_bundle,
+        sigstore_js::{attach_bundle, attach_keyless_bundle, KeylessSigning},
         verifier, write, RegistryOptions, TestRegistry,
     },
 };
@@ -183,4 +183,151 @@ async fn a_referrers_flood_beyond_the_cap_is_a_denial_that_names_the_limit() {
         reason.contains("signatures.limits.maxReferrers"),
         "{reason}"
     );
+}
+
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const WORKFLOW: &str = "https://github.com/acme/models/.github/workflows/release.yml@refs/tags/v1";
+
+fn keyless_config(reg: &TestRegistry, root: &Path, identity: &str) -> String {
+    format!(
+        "registries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- name: ci\n  images: [\"{host}/models/**\"]\n  keyless:\n    trustedRoot: {root}\n    identities: [{identity}]\n",
+        host = reg.host,
+        root = root.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_v3_bundle_is_verified_for_its_identity_and_its_log_entry() {
+    let s = setup();
+    let digest = s.reg.push_image("models/llm", "v1").await;
+    let root = s.reg.dir.path().join("trusted_root.json");
+    let signing = KeylessSigning {
+        issuer: ISSUER,
+        subject: WORKFLOW,
+        trusted_root: &root,
+        no_tlog: false,
+        forge_integrated_time: false,
+    };
+    attach_keyless_bundle(&s.reg, "models/llm", &digest, &digest, &signing);
+    let image = s.reg.pinned("models/llm", &digest);
+
+    // The exact identity, and a regular expression over the workflow.
+    for identity in [
+        format!("{{issuer: \"{ISSUER}\", subject: \"{WORKFLOW}\"}}"),
+        format!("{{issuer: \"{ISSUER}\", subjectRegExp: \"https://github.com/acme/[^/]+/.github/workflows/release.yml@refs/tags/v.*\"}}"),
+    ] {
+        let yaml = keyless_config(&s.reg, &root, &identity);
+        let (v, _) = verifier(&yaml, Some(&s.auth_file));
+        assert_eq!(v.check(&image).await, ImageVerdict::Allowed, "{identity}");
+        assert_eq!(check(s.reg.dir.path(), &yaml, &image.to_string(), &s.auth_file), 0, "{identity}");
+    }
+    // Another workflow, another issuer: denied, by both.
+    for identity in [
+        format!("{{issuer: \"{ISSUER}\", subject: \"https://github.com/acme/models/.github/workflows/other.yml@refs/tags/v1\"}}"),
+        format!("{{issuer: \"https://accounts.google.com\", subject: \"{WORKFLOW}\"}}"),
+    ] {
+        let yaml = keyless_config(&s.reg, &root, &identity);
+        let (v, _) = verifier(&yaml, Some(&s.auth_file));
+        let reason = denied(v.check(&image).await);
+        assert!(reason.contains("keyless bundle rejected"), "{reason}");
+        assert_eq!(check(s.reg.dir.path(), &yaml, &image.to_string(), &s.auth_file), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_bundles_without_a_log_entry_or_from_an_untrusted_ca_are_refused() {
+    let s = setup();
+    let identity = format!("{{issuer: \"{ISSUER}\", subject: \"{WORKFLOW}\"}}");
+    // No Rekor entry: a keyless signature cannot skip the log.
+    let digest = s.reg.push_image("models/llm", "v1").await;
+    let root = s.reg.dir.path().join("root-a.json");
+    let signing = KeylessSigning {
+        issuer: ISSUER,
+        subject: WORKFLOW,
+        trusted_root: &root,
+        no_tlog: true,
+        forge_integrated_time: false,
+    };
+    attach_keyless_bundle(&s.reg, "models/llm", &digest, &digest, &signing);
+    let (v, _) = verifier(
+        &keyless_config(&s.reg, &root, &identity),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &digest)).await);
+    assert!(reason.contains("exactly one Rekor entry"), "{reason}");
+
+    // Signed under one mock Sigstore, checked against another's trust root.
+    let other_digest = s.reg.push_image("models/llm", "v2").await;
+    let first = s.reg.dir.path().join("root-b.json");
+    let second = s.reg.dir.path().join("root-c.json");
+    let signing = KeylessSigning {
+        issuer: ISSUER,
+        subject: WORKFLOW,
+        trusted_root: &first,
+        no_tlog: false,
+        forge_integrated_time: false,
+    };
+    attach_keyless_bundle(&s.reg, "models/llm", &other_digest, &other_digest, &signing);
+    // A second, unrelated mock Sigstore (its own CA and log) for a throwaway image.
+    let throwaway = s.reg.push_image("models/throwaway", "v1").await;
+    let unrelated = KeylessSigning {
+        issuer: ISSUER,
+        subject: WORKFLOW,
+        trusted_root: &second,
+        no_tlog: false,
+        forge_integrated_time: false,
+    };
+    attach_keyless_bundle(
+        &s.reg,
+        "models/throwaway",
+        &throwaway,
+        &throwaway,
+        &unrelated,
+    );
+    let (v, _) = verifier(
+        &keyless_config(&s.reg, &second, &identity),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &other_digest)).await);
+    assert!(
+        reason.contains("not in the trusted root") || reason.contains("keyless bundle rejected"),
+        "{reason}"
+    );
+    // A log time the SET does not vouch for (sigstore-rs trusts it unchecked).
+    let forged = s.reg.push_image("models/llm", "v4").await;
+    let root_e = s.reg.dir.path().join("root-e.json");
+    let signing = KeylessSigning {
+        issuer: ISSUER,
+        subject: WORKFLOW,
+        trusted_root: &root_e,
+        no_tlog: false,
+        forge_integrated_time: true,
+    };
+    attach_keyless_bundle(&s.reg, "models/llm", &forged, &forged, &signing);
+    let (v, _) = verifier(
+        &keyless_config(&s.reg, &root_e, &identity),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &forged)).await);
+    assert!(
+        reason.contains("Signed Entry Timestamp does not verify"),
+        "{reason}"
+    );
+    // And a keyless bundle for another digest.
+    let third = s.reg.push_image("models/llm", "v3").await;
+    let root_d = s.reg.dir.path().join("root-d.json");
+    let signing = KeylessSigning {
+        issuer: ISSUER,
+        subject: WORKFLOW,
+        trusted_root: &root_d,
+        no_tlog: false,
+        forge_integrated_time: false,
+    };
+    attach_keyless_bundle(&s.reg, "models/llm", &third, &other_digest, &signing);
+    let (v, _) = verifier(
+        &keyless_config(&s.reg, &root_d, &identity),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &third)).await);
+    assert!(reason.contains("keyless bundle rejected"), "{reason}");
 }

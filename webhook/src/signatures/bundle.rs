@@ -164,6 +164,229 @@ pub fn keys_that_signed(
     Ok(signed)
 }
 
+/// Keyless bundles: a Fulcio certificate and one Rekor v1 entry. sigstore-rs checks the
+/// certificate chain at its issuance time, the embedded SCT against the CT log keys,
+/// the identity policy, the signature with the certificate's key, that the log entry
+/// is for this signature and payload, and that the certificate was valid at the entry's
+/// integrated time; it does **not** verify the Signed Entry Timestamp (sigstore-rs#285),
+/// so the integrated time it trusts is unauthenticated. That check is made here first,
+/// with the Rekor key of the trusted root: the SET over the canonical JSON of the entry
+/// (body, integratedTime, logID, logIndex), as cosign verifies it.
+pub struct Keyless {
+    verifier: sigstore::bundle::verify::Verifier,
+    rekor_keys: std::collections::BTreeMap<String, CosignVerificationKey>,
+}
+
+/// An accepted identity: the OIDC issuer and the certificate's subject.
+pub struct KeylessIdentity {
+    pub issuer: String,
+    pub subject: Result<String, regex::Regex>,
+}
+
+impl Keyless {
+    pub fn new(root: &sigstore::trust::ManualTrustRoot<'static>) -> Result<Self, String> {
+        let mut rekor_keys = std::collections::BTreeMap::new();
+        for (id, der) in &root.rekor_keys {
+            let key = CosignVerificationKey::try_from_der(der)
+                .map_err(|e| format!("tlogs key {id}: {e}"))?;
+            rekor_keys.insert(id.clone(), key);
+        }
+        let copy = sigstore::trust::ManualTrustRoot {
+            fulcio_certs: root.fulcio_certs.clone(),
+            rekor_keys: root.rekor_keys.clone(),
+            ctfe_keys: root.ctfe_keys.clone(),
+        };
+        let verifier = sigstore::bundle::verify::Verifier::new(Default::default(), copy)
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            verifier,
+            rekor_keys,
+        })
+    }
+
+    /// `Ok(who)` when the bundle is a valid keyless cosign signature of `digest` by one
+    /// of `identities`, `Err(why not)` otherwise.
+    pub async fn verify(
+        &self,
+        raw: &[u8],
+        digest: &str,
+        identities: &[KeylessIdentity],
+        max_payload_bytes: u64,
+    ) -> Result<String, String> {
+        let parsed: Bundle =
+            serde_json::from_slice(raw).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
+        if parsed.media_type != BUNDLE_MEDIA_TYPE {
+            return Err(format!(
+                "bundle media type {:?} is not {BUNDLE_MEDIA_TYPE}",
+                parsed.media_type
+            ));
+        }
+        let envelope = parsed.dsse_envelope.as_ref().ok_or(
+            "bundle holds a message signature, not the DSSE envelope cosign sign v3 writes",
+        )?;
+        if envelope.payload.len() as u64 > max_payload_bytes.saturating_mul(4) / 3 + 4 {
+            return Err(format!(
+                "DSSE payload is larger than {max_payload_bytes} bytes (signatures.limits.maxPayloadBytes)"
+            ));
+        }
+        self.signed_entry_timestamp(raw)?;
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        let bytes: [u8; 32] = hex::decode(hex)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("{digest} is not a sha256 digest"))?;
+        let bundle: sigstore::bundle::Bundle =
+            serde_json::from_slice(raw).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
+        let policy = AnyIdentity(identities);
+        self.verifier
+            .verify_digest_with(bytes.into(), bundle, &policy, true)
+            .await
+            .map_err(|e| format!("keyless bundle rejected: {e}"))?;
+        // The Statement sigstore-rs matched the digest in must be a signature.
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(&envelope.payload)
+            .map_err(|e| format!("DSSE payload is not base64: {e}"))?;
+        let statement: Statement = serde_json::from_slice(&payload)
+            .map_err(|e| format!("signed payload is not an in-toto Statement: {e}"))?;
+        if statement.predicate_type != COSIGN_SIGN_PREDICATE {
+            return Err(format!(
+                "predicate type {:?} is an attestation, not a cosign signature ({COSIGN_SIGN_PREDICATE})",
+                statement.predicate_type
+            ));
+        }
+        Ok("signed keyless (Sigstore bundle)".into())
+    }
+
+    /// The Rekor entry's SET, verified with the trusted root's key for its log.
+    fn signed_entry_timestamp(&self, raw: &[u8]) -> Result<(), String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Material {
+            verification_material: Tlog,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Tlog {
+            #[serde(default)]
+            tlog_entries: Vec<Entry>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Entry {
+            log_index: String,
+            log_id: LogId,
+            integrated_time: String,
+            canonicalized_body: String,
+            inclusion_promise: Option<Promise>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct LogId {
+            key_id: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Promise {
+            signed_entry_timestamp: String,
+        }
+        let material: Material = serde_json::from_slice(raw)
+            .map_err(|e| format!("bundle verification material: {e}"))?;
+        let [entry] = material.verification_material.tlog_entries.as_slice() else {
+            return Err(format!(
+                "{} transparency log entries: a keyless signature needs exactly one Rekor entry",
+                material.verification_material.tlog_entries.len()
+            ));
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let log_id = hex::encode(
+            b64.decode(&entry.log_id.key_id)
+                .map_err(|e| format!("Rekor log id is not base64: {e}"))?,
+        );
+        let key = self
+            .rekor_keys
+            .get(&log_id)
+            .ok_or_else(|| format!("Rekor log {log_id} is not in the trusted root"))?;
+        let promise = entry
+            .inclusion_promise
+            .as_ref()
+            .ok_or("the Rekor entry has no Signed Entry Timestamp (inclusion promise)")?;
+        let parse = |s: &str, what: &str| {
+            s.parse::<i64>()
+                .map_err(|e| format!("Rekor {what} {s:?}: {e}"))
+        };
+        let signed = serde_json::json!({
+            "body": entry.canonicalized_body,
+            "integratedTime": parse(&entry.integrated_time, "integratedTime")?,
+            "logID": log_id,
+            "logIndex": parse(&entry.log_index, "logIndex")?,
+        });
+        let canonical = serde_json_canonicalizer::to_vec(&signed).map_err(|e| e.to_string())?;
+        let set = b64
+            .decode(&promise.signed_entry_timestamp)
+            .map_err(|e| format!("SET is not base64: {e}"))?;
+        key.verify_signature(Signature::Raw(&set), &canonical)
+            .map_err(|_| {
+                "the Rekor entry's Signed Entry Timestamp does not verify with the trusted log key"
+                    .to_string()
+            })
+    }
+}
+
+/// A certificate matching any accepted identity (issuer extension and subject SAN).
+struct AnyIdentity<'a>(&'a [KeylessIdentity]);
+
+impl sigstore::bundle::verify::VerificationPolicy for AnyIdentity<'_> {
+    fn verify(
+        &self,
+        cert: &x509_cert::Certificate,
+    ) -> sigstore::bundle::verify::policy::PolicyResult {
+        use sigstore::bundle::verify::policy::{OIDCIssuer, PolicyError, SingleX509ExtPolicy as _};
+        use x509_cert::ext::pkix::{name::GeneralName, SubjectAltName};
+        let names: Vec<String> = match cert.tbs_certificate().get_extension::<SubjectAltName>() {
+            Ok(Some((_, san))) => san
+                .0
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::Rfc822Name(n) => Some(n.as_str().to_string()),
+                    GeneralName::UniformResourceIdentifier(n) => Some(n.as_str().to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => return Err(PolicyError::ExtensionNotFound),
+        };
+        let accepted = self.0.iter().any(|id| {
+            sigstore::bundle::verify::VerificationPolicy::verify(&OIDCIssuer::new(&id.issuer), cert)
+                .is_ok()
+                && names.iter().any(|n| match &id.subject {
+                    Ok(exact) => n == exact,
+                    Err(re) => re.is_match(n),
+                })
+        });
+        if accepted {
+            Ok(())
+        } else {
+            Err(PolicyError::ExtensionCheckFailed {
+                extension: "identity (issuer, SubjectAltName)".into(),
+                expected: self
+                    .0
+                    .iter()
+                    .map(|id| {
+                        format!(
+                            "{} from {}",
+                            id.subject
+                                .as_ref()
+                                .map_or_else(|r| r.as_str().to_string(), Clone::clone),
+                            id.issuer
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                actual: names.join(", "),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use sigstore::crypto::{CosignVerificationKey, Signature};
 use sigstore::registry::OciReference;
 use sigstore::trust::ManualTrustRoot;
 
+use super::bundle::{Keyless, KeylessIdentity};
 use super::config::SignatureRule;
 use super::registry::Transport;
 use super::{trust_root, SignatureError};
@@ -59,6 +60,8 @@ pub struct RuleTrust {
     identities: Vec<Identity>,
     trust_root: Option<ManualTrustRoot<'static>>,
     pool: Mutex<HashMap<String, Vec<sigstore::cosign::Client>>>,
+    /// Keyless Sigstore bundles: their verifier and the accepted identities.
+    keyless: Option<(Keyless, Vec<KeylessIdentity>)>,
 }
 
 fn key_error(field: String, message: String) -> SignatureError {
@@ -121,6 +124,24 @@ impl RuleTrust {
                 });
             }
         }
+        let keyless = match &trust_root {
+            Some(root) => {
+                let verifier = Keyless::new(root)
+                    .map_err(|message| key_error(format!("{at}.keyless.trustedRoot"), message))?;
+                let accepted = identities
+                    .iter()
+                    .map(|id| KeylessIdentity {
+                        issuer: id.issuer.clone(),
+                        subject: match &id.subject {
+                            SubjectMatch::Exact(s) => Ok(s.clone()),
+                            SubjectMatch::Regex(r) => Err(r.clone()),
+                        },
+                    })
+                    .collect();
+                Some((verifier, accepted))
+            }
+            None => None,
+        };
         let trust = Self {
             name: rule.name.clone().unwrap_or_else(|| format!("rule-{index}")),
             threshold: rule.threshold.unwrap_or(1),
@@ -128,6 +149,7 @@ impl RuleTrust {
             identities,
             trust_root,
             pool: Mutex::new(HashMap::new()),
+            keyless,
         };
         // Fail at start-up, not at the first admission, on a trust root sigstore rejects.
         if trust.needs_sigstore() {
@@ -157,6 +179,11 @@ impl RuleTrust {
     /// How many distinct trusted keys must have signed.
     pub fn threshold(&self) -> usize {
         self.threshold
+    }
+
+    /// The keyless bundle verifier and accepted identities, for keyless rules.
+    pub fn keyless(&self) -> Option<&(Keyless, Vec<KeylessIdentity>)> {
+        self.keyless.as_ref()
     }
 
     /// Keyless needs sigstore's certificate and bundle checks; keys alone do not.

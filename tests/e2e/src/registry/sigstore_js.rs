@@ -25,18 +25,44 @@ pub fn modules() -> PathBuf {
     path
 }
 
-/// Attaches to `digest` of `repo` a bundle signed by `key` whose Statement names
-/// `subject` (normally the same digest). The registry must ask for credentials
-/// (basic auth): @sigstore/oci pushes only after an auth challenge.
-pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
+/// A keyless identity of the mock Fulcio's certificates.
+pub struct KeylessSigning<'a> {
+    pub issuer: &'a str,
+    pub subject: &'a str,
+    /// Where the mock's trusted_root.json is written.
+    pub trusted_root: &'a std::path::Path,
+    /// Leave out the Rekor entry.
+    pub no_tlog: bool,
+    /// Change the entry's integrated time after its SET was signed.
+    pub forge_integrated_time: bool,
+}
+
+/// Attaches to `digest` of `repo` a keyless bundle: a certificate from a mock Fulcio for
+/// `signing`'s identity, logged in a mock Rekor (both @sigstore/mock, in the signer's
+/// process), signing a Statement that names `subject_digest`.
+pub fn attach_keyless_bundle(
+    reg: &TestRegistry,
+    repo: &str,
+    digest: &str,
+    subject_digest: &str,
+    signing: &KeylessSigning<'_>,
+) {
     let RegistryAuth::Basic(username, password) = reg.auth() else {
-        panic!("attach_bundle needs a registry with basic auth (RegistryOptions::basic_auth)");
+        panic!("attach_keyless_bundle needs a registry with basic auth");
     };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("signers/sigstore-bundle.cjs");
-    let options = json!({
-        "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
-        "keyPem": key.private_pem(), "username": username, "password": password,
-    });
+    run(
+        "signers/sigstore-keyless.cjs",
+        json!({
+            "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject_digest,
+            "username": username, "password": password, "issuer": signing.issuer,
+            "subject": signing.subject, "trustedRoot": signing.trusted_root, "noTlog": signing.no_tlog,
+            "forgeIntegratedTime": signing.forge_integrated_time,
+        }),
+    );
+}
+
+fn run(script: &str, options: serde_json::Value) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(script);
     let output = Command::new("node")
         .arg(script)
         .arg(options.to_string())
@@ -47,5 +73,21 @@ pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySign
         output.status.success(),
         "sigstore-js: {}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Attaches to `digest` of `repo` a bundle signed by `key` whose Statement names
+/// `subject` (normally the same digest). The registry must ask for credentials
+/// (basic auth): @sigstore/oci pushes only after an auth challenge.
+pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
+    let RegistryAuth::Basic(username, password) = reg.auth() else {
+        panic!("attach_bundle needs a registry with basic auth (RegistryOptions::basic_auth)");
+    };
+    run(
+        "signers/sigstore-bundle.cjs",
+        json!({
+            "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
+            "keyPem": key.private_pem(), "username": username, "password": password,
+        }),
     );
 }
