@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use guardrail_e2e::registry::cosign::{payload, push_signatures, sign_with_keys, KeySigner};
 use guardrail_e2e::registry::keyless::{Identity, TestSigstore};
-use guardrail_e2e::registry::sigstore_js::attach_bundle;
+use guardrail_e2e::registry::sigstore_js::{attach_bundle, attach_keyless_bundle, KeylessSigning};
 use guardrail_e2e::registry::{verifier, write, RegistryOptions, TestRegistry};
 use guardrail_webhook::signatures::ImageVerdict;
 
@@ -147,6 +147,41 @@ async fn main() {
         assert_eq!(verdict, ImageVerdict::Allowed);
     }
     percentiles("cold bundle", samples);
+
+    // Cold keyless v3 bundle (mock Fulcio and Rekor in the signer's process).
+    let keyless_bundle_digest = authed.push_image("models/llm", "v3-keyless").await;
+    let root = authed.dir.path().join("trusted_root.json");
+    let issuer = "https://token.actions.githubusercontent.com";
+    let subject = "https://github.com/acme/models/.github/workflows/release.yml@refs/tags/v1";
+    let signing = KeylessSigning {
+        issuer,
+        subject,
+        trusted_root: &root,
+        no_tlog: false,
+        forge_integrated_time: false,
+    };
+    attach_keyless_bundle(
+        &authed,
+        "models/llm",
+        &keyless_bundle_digest,
+        &keyless_bundle_digest,
+        &signing,
+    );
+    let keyless_bundle_config = format!(
+        "cache: {{positiveTtl: 1ns, negativeTtl: 1ns}}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  keyless:\n    trustedRoot: {root}\n    identities: [{{issuer: \"{issuer}\", subject: \"{subject}\"}}]\n",
+        host = authed.host,
+        root = root.display()
+    );
+    let (keyless_bundles, _) = verifier(&keyless_bundle_config, Some(&auth_file));
+    let keyless_bundle_image = authed.pinned("models/llm", &keyless_bundle_digest);
+    let mut samples = Vec::with_capacity(COLD);
+    for _ in 0..COLD {
+        let t = Instant::now();
+        let verdict = keyless_bundles.check(&keyless_bundle_image).await;
+        samples.push(t.elapsed());
+        assert_eq!(verdict, ImageVerdict::Allowed);
+    }
+    percentiles("cold keyless bundle", samples);
 
     let (warm, _) = verifier(&config("{}"), None);
     assert_eq!(warm.check(&image).await, ImageVerdict::Allowed);
