@@ -334,7 +334,14 @@ impl SignatureVerifier {
                     let max = inner.registries.limits.max_payload_bytes;
                     for raw in &found.found {
                         if !trust.keys().is_empty() {
-                            match bundle::keys_that_signed(raw, digest, trust.keys(), max) {
+                            let log = trust.log_policy();
+                            match bundle::keys_that_signed(
+                                raw,
+                                digest,
+                                trust.keys(),
+                                max,
+                                log.as_ref(),
+                            ) {
                                 Ok(keys) => in_bundles.extend(keys),
                                 Err(why) => bundle_notes.push(why),
                             }
@@ -382,6 +389,15 @@ impl SignatureVerifier {
         };
 
         let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+        if !trust.legacy_counts() && !trust.needs_sigstore() {
+            if let Some(e) = bundle_error {
+                return Err(e);
+            }
+            return Ok(Outcome::Rejected(format!(
+                "{}; legacy .sig signatures do not count with transparency: required",
+                bundles_said()
+            )));
+        }
         let manifest = match inner
             .registries
             .signature_manifest(image, digest, &auth)

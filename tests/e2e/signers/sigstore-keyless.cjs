@@ -18,6 +18,7 @@ const { generateKeyPair } = require('@sigstore/mock/dist/util/key');
 const { DSSEBundleBuilder, FulcioSigner, RekorWitness } = require('@sigstore/sign');
 const { bundleToJSON } = require('@sigstore/bundle');
 const { attachArtifactToImage } = require('@sigstore/oci');
+const { rekorCanonicalEntry, trustedRootTlog } = require('./rekor.cjs');
 
 const FULCIO = 'https://fulcio.sigstore.dev';
 const REKOR = 'https://rekor.sigstore.dev';
@@ -52,7 +53,10 @@ async function main() {
     type: 'application/vnd.in-toto+json',
   });
   const serialized = bundleToJSON(bundle);
-  if (!o.noTlog) rekorCanonicalEntry(serialized, tlogKeys.privateKey);
+  if (!o.noTlog) {
+    const cert = new crypto.X509Certificate(Buffer.from(serialized.verificationMaterial.certificate.rawBytes, 'base64'));
+    rekorCanonicalEntry(serialized, tlogKeys.privateKey, cert.toString());
+  }
   // A forged log time (the SET no longer covers it): what the SET check is for.
   if (o.forgeIntegratedTime) {
     const entry = serialized.verificationMaterial.tlogEntries[0];
@@ -63,12 +67,7 @@ async function main() {
   const start = new Date(Date.now() - 3600 * 1000).toISOString();
   const trustedRoot = {
     mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
-    tlogs: [{
-      baseUrl: REKOR,
-      hashAlgorithm: 'SHA2_256',
-      publicKey: { rawBytes: b64(tlog.publicKey), keyDetails: 'PKIX_ECDSA_P256_SHA_256', validFor: { start } },
-      logId: { keyId: b64(crypto.createHash('sha256').update(tlog.publicKey).digest()) },
-    }],
+    tlogs: [trustedRootTlog(REKOR, tlog.publicKey, start)],
     certificateAuthorities: [{
       subject: { organization: 'sigstore.mock', commonName: 'sigstore' },
       uri: FULCIO,
@@ -97,38 +96,6 @@ async function main() {
     credentials: { username: o.username, password: o.password },
   });
   process.stdout.write(json + '\n');
-}
-
-// @sigstore/mock's Rekor logs the *proposed* entry (spec.proposedContent). The real
-// Rekor's dsse v0.0.1 type logs its canonical form instead: the envelope's and payload's
-// SHA-256 and the signature with its verifier (rekor pkg/types/dsse/v0.0.1). Rewrite the
-// entry as the real Rekor would and sign its Signed Entry Timestamp with the mock log's
-// key, over the canonical JSON of {body, integratedTime, logID, logIndex}, as Rekor does.
-function rekorCanonicalEntry(serialized, logKey) {
-  const sha256 = (data) => crypto.createHash('sha256').update(data).digest('hex');
-  const entry = serialized.verificationMaterial.tlogEntries[0];
-  const envelope = serialized.dsseEnvelope;
-  const certificate = new crypto.X509Certificate(Buffer.from(serialized.verificationMaterial.certificate.rawBytes, 'base64'));
-  const body = {
-    apiVersion: '0.0.1',
-    kind: 'dsse',
-    spec: {
-      envelopeHash: { algorithm: 'sha256', value: sha256(JSON.stringify(envelope)) },
-      payloadHash: { algorithm: 'sha256', value: sha256(Buffer.from(envelope.payload, 'base64')) },
-      signatures: [{ signature: envelope.signatures[0].sig, verifier: b64(certificate.toString()) }],
-    },
-  };
-  entry.canonicalizedBody = b64(JSON.stringify(body));
-  entry.kindVersion = { kind: 'dsse', version: '0.0.1' };
-  const logID = Buffer.from(entry.logId.keyId, 'base64').toString('hex');
-  // Keys in lexicographic order, no whitespace: RFC 8785 for these values.
-  const signed = JSON.stringify({
-    body: entry.canonicalizedBody,
-    integratedTime: Number(entry.integratedTime),
-    logID,
-    logIndex: Number(entry.logIndex),
-  });
-  entry.inclusionPromise = { signedEntryTimestamp: b64(crypto.sign('sha256', Buffer.from(signed), logKey)) };
 }
 
 main().catch((err) => {

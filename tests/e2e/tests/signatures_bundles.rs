@@ -11,7 +11,7 @@ use guardrail_e2e::{
     bins::bin,
     registry::{
         cosign::{sign_with_keys, KeySigner},
-        sigstore_js::{attach_bundle, attach_keyless_bundle, KeylessSigning},
+        sigstore_js::{attach_bundle, attach_keyless_bundle, attach_logged_bundle, KeylessSigning},
         verifier, write, RegistryOptions, TestRegistry,
     },
 };
@@ -330,4 +330,98 @@ async fn keyless_bundles_without_a_log_entry_or_from_an_untrusted_ca_are_refused
     );
     let reason = denied(v.check(&s.reg.pinned("models/llm", &third)).await);
     assert!(reason.contains("keyless bundle rejected"), "{reason}");
+}
+
+fn transparency_config(reg: &TestRegistry, key: &KeySigner, mode: &str, root: &Path) -> String {
+    let file = write(reg.dir.path(), "t.pub", &key.public_pem);
+    format!(
+        "registries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- name: release\n  images: [\"{host}/models/**\"]\n  keys: [{{file: {}}}]\n  transparency: {mode}\n  trustedRoot: {}\n",
+        file.display(),
+        root.display(),
+        host = reg.host
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transparency_required_counts_only_bundles_with_a_verified_log_entry_for_this_signature() {
+    let s = setup();
+    let key = KeySigner::new();
+    let root = s.reg.dir.path().join("rekor-root.json");
+    // Logged in a (mock) Rekor: allowed under required and optional.
+    let logged = s.reg.push_image("models/llm", "logged").await;
+    attach_logged_bundle(
+        &s.reg,
+        "models/llm",
+        &logged,
+        &key,
+        &logged,
+        Some(&root),
+        false,
+    );
+    for mode in ["required", "optional"] {
+        let (v, _) = verifier(
+            &transparency_config(&s.reg, &key, mode, &root),
+            Some(&s.auth_file),
+        );
+        assert_eq!(
+            v.check(&s.reg.pinned("models/llm", &logged)).await,
+            ImageVerdict::Allowed,
+            "{mode}"
+        );
+    }
+    // Not logged: denied under required, allowed under optional.
+    let unlogged = s.reg.push_image("models/llm", "unlogged").await;
+    attach_bundle(&s.reg, "models/llm", &unlogged, &key, &unlogged);
+    let image = s.reg.pinned("models/llm", &unlogged);
+    let (v, _) = verifier(
+        &transparency_config(&s.reg, &key, "required", &root),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&image).await);
+    assert!(reason.contains("no transparency log entry"), "{reason}");
+    let (v, _) = verifier(
+        &transparency_config(&s.reg, &key, "optional", &root),
+        Some(&s.auth_file),
+    );
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+    // A log entry for another key's signature does not vouch for this one.
+    let mislogged = s.reg.push_image("models/llm", "mislogged").await;
+    let other_root = s.reg.dir.path().join("rekor-root-2.json");
+    attach_logged_bundle(
+        &s.reg,
+        "models/llm",
+        &mislogged,
+        &key,
+        &mislogged,
+        Some(&other_root),
+        true,
+    );
+    let (v, _) = verifier(
+        &transparency_config(&s.reg, &key, "optional", &other_root),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &mislogged)).await);
+    assert!(
+        reason.contains("not for this payload, signature and key"),
+        "{reason}"
+    );
+    // A log the trust root does not know.
+    let (v, _) = verifier(
+        &transparency_config(&s.reg, &key, "required", &root),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &mislogged)).await);
+    assert!(reason.contains("not in the trusted root"), "{reason}");
+    // Legacy signatures carry no log entry checked here: they do not count under required.
+    let legacy = s.reg.push_image("models/llm", "legacy").await;
+    sign_with_keys(&s.reg, "models/llm", &legacy, &[&key]).await;
+    let (v, _) = verifier(
+        &transparency_config(&s.reg, &key, "required", &root),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &legacy)).await);
+    assert!(
+        reason.contains("legacy .sig signatures do not count"),
+        "{reason}"
+    );
 }

@@ -11,6 +11,7 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
+use sha2::Digest as _;
 use sigstore::crypto::{CosignVerificationKey, Signature};
 
 /// Media type of a Sigstore bundle v0.3 (layer and artifact type of the referrer).
@@ -87,6 +88,7 @@ pub fn keys_that_signed(
     digest: &str,
     keys: &[CosignVerificationKey],
     max_payload_bytes: u64,
+    log: Option<&LogPolicy<'_>>,
 ) -> Result<Vec<usize>, String> {
     let bundle: Bundle =
         serde_json::from_slice(raw).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
@@ -160,6 +162,9 @@ pub fn keys_that_signed(
         return Err(format!(
             "signed subject is not {digest} (a signature of another image)"
         ));
+    }
+    if let Some(log) = log {
+        check_key_log_entry(raw, &payload, &envelope.signatures, &signed, log)?;
     }
     Ok(signed)
 }
@@ -259,77 +264,169 @@ impl Keyless {
 
     /// The Rekor entry's SET, verified with the trusted root's key for its log.
     fn signed_entry_timestamp(&self, raw: &[u8]) -> Result<(), String> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Material {
-            verification_material: Tlog,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Tlog {
-            #[serde(default)]
-            tlog_entries: Vec<Entry>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Entry {
-            log_index: String,
-            log_id: LogId,
-            integrated_time: String,
-            canonicalized_body: String,
-            inclusion_promise: Option<Promise>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct LogId {
-            key_id: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Promise {
-            signed_entry_timestamp: String,
-        }
-        let material: Material = serde_json::from_slice(raw)
-            .map_err(|e| format!("bundle verification material: {e}"))?;
-        let [entry] = material.verification_material.tlog_entries.as_slice() else {
+        let entries = tlog_entries(raw)?;
+        let [entry] = entries.as_slice() else {
             return Err(format!(
                 "{} transparency log entries: a keyless signature needs exactly one Rekor entry",
-                material.verification_material.tlog_entries.len()
+                entries.len()
             ));
         };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let log_id = hex::encode(
-            b64.decode(&entry.log_id.key_id)
-                .map_err(|e| format!("Rekor log id is not base64: {e}"))?,
-        );
-        let key = self
-            .rekor_keys
-            .get(&log_id)
-            .ok_or_else(|| format!("Rekor log {log_id} is not in the trusted root"))?;
-        let promise = entry
-            .inclusion_promise
-            .as_ref()
-            .ok_or("the Rekor entry has no Signed Entry Timestamp (inclusion promise)")?;
-        let parse = |s: &str, what: &str| {
-            s.parse::<i64>()
-                .map_err(|e| format!("Rekor {what} {s:?}: {e}"))
-        };
-        let signed = serde_json::json!({
-            "body": entry.canonicalized_body,
-            "integratedTime": parse(&entry.integrated_time, "integratedTime")?,
-            "logID": log_id,
-            "logIndex": parse(&entry.log_index, "logIndex")?,
-        });
-        let canonical = serde_json_canonicalizer::to_vec(&signed).map_err(|e| e.to_string())?;
-        let set = b64
-            .decode(&promise.signed_entry_timestamp)
-            .map_err(|e| format!("SET is not base64: {e}"))?;
-        key.verify_signature(Signature::Raw(&set), &canonical)
-            .map_err(|_| {
-                "the Rekor entry's Signed Entry Timestamp does not verify with the trusted log key"
-                    .to_string()
-            })
+        verify_set(entry, &self.rekor_keys)
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Material {
+    verification_material: Tlog,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Tlog {
+    #[serde(default)]
+    tlog_entries: Vec<TlogEntry>,
+}
+
+/// A Rekor v1 entry as a bundle carries it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TlogEntry {
+    log_index: String,
+    log_id: LogId,
+    integrated_time: String,
+    canonicalized_body: String,
+    inclusion_promise: Option<Promise>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogId {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Promise {
+    signed_entry_timestamp: String,
+}
+
+fn tlog_entries(raw: &[u8]) -> Result<Vec<TlogEntry>, String> {
+    let material: Material =
+        serde_json::from_slice(raw).map_err(|e| format!("bundle verification material: {e}"))?;
+    Ok(material.verification_material.tlog_entries)
+}
+
+/// The entry's Signed Entry Timestamp, with the trusted root's key for its log: the
+/// log's signature over the canonical JSON of body, integratedTime, logID, logIndex.
+fn verify_set(
+    entry: &TlogEntry,
+    rekor_keys: &std::collections::BTreeMap<String, CosignVerificationKey>,
+) -> Result<(), String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let log_id = hex::encode(
+        b64.decode(&entry.log_id.key_id)
+            .map_err(|e| format!("Rekor log id is not base64: {e}"))?,
+    );
+    let key = rekor_keys
+        .get(&log_id)
+        .ok_or_else(|| format!("Rekor log {log_id} is not in the trusted root"))?;
+    let promise = entry
+        .inclusion_promise
+        .as_ref()
+        .ok_or("the Rekor entry has no Signed Entry Timestamp (inclusion promise)")?;
+    let parse = |s: &str, what: &str| {
+        s.parse::<i64>()
+            .map_err(|e| format!("Rekor {what} {s:?}: {e}"))
+    };
+    let signed = serde_json::json!({
+        "body": entry.canonicalized_body,
+        "integratedTime": parse(&entry.integrated_time, "integratedTime")?,
+        "logID": log_id,
+        "logIndex": parse(&entry.log_index, "logIndex")?,
+    });
+    let canonical = serde_json_canonicalizer::to_vec(&signed).map_err(|e| e.to_string())?;
+    let set = b64
+        .decode(&promise.signed_entry_timestamp)
+        .map_err(|e| format!("SET is not base64: {e}"))?;
+    key.verify_signature(Signature::Raw(&set), &canonical)
+        .map_err(|_| {
+            "the Rekor entry's Signed Entry Timestamp does not verify with the trusted log key"
+                .to_string()
+        })
+}
+
+/// What a key rule asks of the transparency log (`transparency: optional|required`).
+pub struct LogPolicy<'a> {
+    pub required: bool,
+    pub rekor_keys: &'a std::collections::BTreeMap<String, CosignVerificationKey>,
+    /// SubjectPublicKeyInfo DER of each of the rule's keys, in order.
+    pub key_ders: &'a [Vec<u8>],
+}
+
+/// The log entry of a key-signed DSSE bundle: its SET, and that it logs this payload,
+/// this signature and one of the keys that signed (Rekor's dsse v0.0.1 body).
+fn check_key_log_entry(
+    raw: &[u8],
+    payload: &[u8],
+    signatures: &[EnvelopeSignature],
+    signed: &[usize],
+    log: &LogPolicy<'_>,
+) -> Result<(), String> {
+    let entries = tlog_entries(raw)?;
+    let entry = match entries.as_slice() {
+        [] if log.required => {
+            return Err("no transparency log entry, and the rule's transparency is required".into())
+        }
+        [] => return Ok(()),
+        [entry] => entry,
+        more => {
+            return Err(format!(
+                "{} transparency log entries: expected one Rekor entry",
+                more.len()
+            ))
+        }
+    };
+    verify_set(entry, log.rekor_keys)?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body: serde_json::Value = b64
+        .decode(&entry.canonicalized_body)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("the Rekor entry's body is not JSON")?;
+    if body["kind"] != "dsse" || body["apiVersion"] != "0.0.1" {
+        return Err(format!(
+            "the Rekor entry is a {} {} entry, not dsse 0.0.1",
+            body["kind"], body["apiVersion"]
+        ));
+    }
+    let spec = &body["spec"];
+    let payload_hash = hex::encode(sha2::Sha256::digest(payload));
+    let logged_signature = spec["signatures"][0]["signature"].as_str().unwrap_or("");
+    let verifier = spec["signatures"][0]["verifier"]
+        .as_str()
+        .and_then(|v| b64.decode(v).ok())
+        .and_then(|pem| pem_der(&pem));
+    let logs_this = spec["payloadHash"]["algorithm"] == "sha256"
+        && spec["payloadHash"]["value"].as_str() == Some(payload_hash.as_str())
+        && signatures.iter().any(|s| s.sig == logged_signature)
+        && verifier.is_some_and(|der| signed.iter().any(|&k| log.key_ders[k] == der));
+    if logs_this {
+        Ok(())
+    } else {
+        Err("the Rekor entry is not for this payload, signature and key".into())
+    }
+}
+
+/// The DER inside a PEM block.
+pub fn pem_der(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 /// A certificate matching any accepted identity (issuer extension and subject SAN).
@@ -418,7 +515,7 @@ mod tests {
             ),
         ];
         for (raw, why) in cases {
-            let error = keys_that_signed(raw.as_bytes(), "sha256:00", &[], 1024).unwrap_err();
+            let error = keys_that_signed(raw.as_bytes(), "sha256:00", &[], 1024, None).unwrap_err();
             assert!(error.contains(why), "{raw}: {error}");
         }
     }

@@ -90,8 +90,27 @@ pub struct SignatureRule {
     /// Keyless (Fulcio certificate + Rekor bundle) identities, verified offline.
     #[serde(default)]
     pub keyless: Option<KeylessConfig>,
+    /// The transparency log: `none` (the default for keys: air-gapped key signing
+    /// works), `optional` (a key-signed bundle's Rekor entry is verified when present),
+    /// `required` (a key-signed bundle counts only with a verified Rekor entry; legacy
+    /// `.sig` signatures do not count then). Keyless is always `required`.
+    #[serde(default)]
+    pub transparency: Option<Transparency>,
+    /// `trusted_root.json` whose Rekor keys verify key-signed bundles' log entries
+    /// (needed with `transparency: optional|required` on a key rule).
+    #[serde(default)]
+    pub trusted_root: Option<PathBuf>,
     #[serde(default)]
     pub on_error: OnError,
+}
+
+/// How a rule uses the transparency log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transparency {
+    None,
+    Optional,
+    Required,
 }
 
 /// A public key, inline or from a file.
@@ -283,6 +302,30 @@ impl SignatureRule {
                 ));
             }
         }
+        match (self.transparency, &self.trusted_root) {
+            (Some(mode), _) if self.keyless.is_some() && mode != Transparency::Required => {
+                return Err(invalid(
+                    format!("{at}.transparency"),
+                    "a keyless rule needs the log: the certificate is checked at the time Rekor \
+                     signed, so it must be `required` (the default)",
+                ))
+            }
+            (Some(Transparency::Optional | Transparency::Required), None)
+                if self.keyless.is_none() =>
+            {
+                return Err(invalid(
+                    format!("{at}.trustedRoot"),
+                    "is needed to verify log entries (the Rekor keys of a trusted_root.json)",
+                ))
+            }
+            (None | Some(Transparency::None), Some(_)) if self.keyless.is_none() => {
+                return Err(invalid(
+                    format!("{at}.trustedRoot"),
+                    "is only read with `transparency: optional` or `required`",
+                ))
+            }
+            _ => {}
+        }
         if let Some(keyless) = &self.keyless {
             if keyless.identities.is_empty() {
                 return Err(invalid(
@@ -345,6 +388,24 @@ mod tests {
 
         let c = parse("rules:\n- images: [a.io/x]\n").expect("parses");
         assert!(c.validate().is_err(), "a rule without keys or keyless");
+        let errors = [
+            (
+                "rules: [{images: [r.io/**], keyless: {trustedRoot: /x, identities: [{issuer: i, subject: s}]}, transparency: optional}]",
+                "signatures.rules[0].transparency",
+            ),
+            (
+                "rules: [{images: [r.io/**], keys: [{pem: k}], transparency: required}]",
+                "signatures.rules[0].trustedRoot",
+            ),
+            (
+                "rules: [{images: [r.io/**], keys: [{pem: k}], trustedRoot: /x}]",
+                "signatures.rules[0].trustedRoot",
+            ),
+        ];
+        for (yaml, field) in errors {
+            let err = parse(yaml).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{yaml}: {err}");
+        }
     }
 
     #[test]

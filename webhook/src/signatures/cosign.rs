@@ -22,8 +22,8 @@ use sigstore::crypto::{CosignVerificationKey, Signature};
 use sigstore::registry::OciReference;
 use sigstore::trust::ManualTrustRoot;
 
-use super::bundle::{Keyless, KeylessIdentity};
-use super::config::SignatureRule;
+use super::bundle::{Keyless, KeylessIdentity, LogPolicy};
+use super::config::{SignatureRule, Transparency};
 use super::registry::Transport;
 use super::{trust_root, SignatureError};
 
@@ -62,6 +62,16 @@ pub struct RuleTrust {
     pool: Mutex<HashMap<String, Vec<sigstore::cosign::Client>>>,
     /// Keyless Sigstore bundles: their verifier and the accepted identities.
     keyless: Option<(Keyless, Vec<KeylessIdentity>)>,
+    /// `transparency: optional|required` of a key rule: whether a log entry is
+    /// required, and the Rekor keys and the rule keys' DER to check it with.
+    key_log: Option<KeyLog>,
+}
+
+/// What a key rule's log check needs.
+pub struct KeyLog {
+    pub required: bool,
+    pub rekor_keys: std::collections::BTreeMap<String, CosignVerificationKey>,
+    pub key_ders: Vec<Vec<u8>>,
 }
 
 fn key_error(field: String, message: String) -> SignatureError {
@@ -72,6 +82,7 @@ impl RuleTrust {
     pub fn new(rule: &SignatureRule, index: usize) -> Result<Self, SignatureError> {
         let at = format!("signatures.rules[{index}]");
         let mut keys = Vec::new();
+        let mut key_ders = Vec::new();
         for (j, source) in rule.keys.iter().enumerate() {
             let field = format!("{at}.keys[{j}]");
             let pem = match (&source.pem, &source.file) {
@@ -84,6 +95,7 @@ impl RuleTrust {
                 })?,
                 (None, None) => return Err(key_error(field, "set `pem` or `file`".into())),
             };
+            key_ders.push(super::bundle::pem_der(&pem).unwrap_or_default());
             let key = CosignVerificationKey::try_from_pem(&pem).map_err(|e| {
                 key_error(
                     field.clone(),
@@ -142,6 +154,24 @@ impl RuleTrust {
             }
             None => None,
         };
+        let key_log = match (rule.transparency, &rule.trusted_root) {
+            (Some(mode @ (Transparency::Optional | Transparency::Required)), Some(path)) => {
+                let root = trust_root::load_log_keys(path, &format!("{at}.trustedRoot"))?;
+                let mut rekor_keys = std::collections::BTreeMap::new();
+                for (id, der) in &root.rekor_keys {
+                    let key = CosignVerificationKey::try_from_der(der).map_err(|e| {
+                        key_error(format!("{at}.trustedRoot"), format!("tlogs key {id}: {e}"))
+                    })?;
+                    rekor_keys.insert(id.clone(), key);
+                }
+                Some(KeyLog {
+                    required: mode == Transparency::Required,
+                    rekor_keys,
+                    key_ders,
+                })
+            }
+            _ => None,
+        };
         let trust = Self {
             name: rule.name.clone().unwrap_or_else(|| format!("rule-{index}")),
             threshold: rule.threshold.unwrap_or(1),
@@ -150,6 +180,7 @@ impl RuleTrust {
             trust_root,
             pool: Mutex::new(HashMap::new()),
             keyless,
+            key_log,
         };
         // Fail at start-up, not at the first admission, on a trust root sigstore rejects.
         if trust.needs_sigstore() {
@@ -179,6 +210,21 @@ impl RuleTrust {
     /// How many distinct trusted keys must have signed.
     pub fn threshold(&self) -> usize {
         self.threshold
+    }
+
+    /// A key rule's log policy for bundles (`transparency: optional|required`).
+    pub fn log_policy(&self) -> Option<LogPolicy<'_>> {
+        self.key_log.as_ref().map(|l| LogPolicy {
+            required: l.required,
+            rekor_keys: &l.rekor_keys,
+            key_ders: &l.key_ders,
+        })
+    }
+
+    /// Whether legacy `.sig` signatures count (not with `transparency: required`, whose
+    /// log entries only bundles carry in a form checked here).
+    pub fn legacy_counts(&self) -> bool {
+        !self.key_log.as_ref().is_some_and(|l| l.required)
     }
 
     /// The keyless bundle verifier and accepted identities, for keyless rules.

@@ -81,6 +81,12 @@ fn log_keys(logs: &[LogInstance], what: &str) -> Result<BTreeMap<String, Vec<u8>
 
 /// Parses a trusted root; all CA certificates (roots and intermediates) become anchors.
 pub fn parse(data: &[u8]) -> Result<ManualTrustRoot<'static>, String> {
+    parse_for(data, true)
+}
+
+/// `need_cas`: keyless verification needs Fulcio CAs; a key rule's log check only the
+/// Rekor keys.
+fn parse_for(data: &[u8], need_cas: bool) -> Result<ManualTrustRoot<'static>, String> {
     let root: TrustedRoot =
         serde_json::from_slice(data).map_err(|e| format!("not a Sigstore trusted root: {e}"))?;
     let mut fulcio_certs = Vec::new();
@@ -93,7 +99,7 @@ pub fn parse(data: &[u8]) -> Result<ManualTrustRoot<'static>, String> {
             fulcio_certs.push(CertificateDer::from(der));
         }
     }
-    if fulcio_certs.is_empty() {
+    if need_cas && fulcio_certs.is_empty() {
         return Err("no certificateAuthorities: keyless certificates cannot be trusted".into());
     }
     let rekor_keys = log_keys(&root.tlogs, "tlogs")?;
@@ -108,12 +114,25 @@ pub fn parse(data: &[u8]) -> Result<ManualTrustRoot<'static>, String> {
 }
 
 pub fn load(path: &Path, field: &str) -> Result<ManualTrustRoot<'static>, SignatureError> {
+    load_for(path, field, true)
+}
+
+/// A trusted root for its Rekor keys only (a key rule's `transparency`).
+pub fn load_log_keys(path: &Path, field: &str) -> Result<ManualTrustRoot<'static>, SignatureError> {
+    load_for(path, field, false)
+}
+
+fn load_for(
+    path: &Path,
+    field: &str,
+    need_cas: bool,
+) -> Result<ManualTrustRoot<'static>, SignatureError> {
     let bad = |message: String| SignatureError::Config {
         field: field.to_string(),
         message: format!("{}: {message}", path.display()),
     };
     let data = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
-    parse(&data).map_err(bad)
+    parse_for(&data, need_cas).map_err(bad)
 }
 
 #[cfg(test)]

@@ -80,6 +80,20 @@ fn run(script: &str, options: serde_json::Value) {
 /// `subject` (normally the same digest). The registry must ask for credentials
 /// (basic auth): @sigstore/oci pushes only after an auth challenge.
 pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
+    attach_logged_bundle(reg, repo, digest, key, subject, None, false);
+}
+
+/// [`attach_bundle`], logged in a mock Rekor whose trusted_root.json is written to
+/// `log_root` (with `other_key`, the entry names another key than the signer's).
+pub fn attach_logged_bundle(
+    reg: &TestRegistry,
+    repo: &str,
+    digest: &str,
+    key: &KeySigner,
+    subject: &str,
+    log_root: Option<&std::path::Path>,
+    other_key: bool,
+) {
     let RegistryAuth::Basic(username, password) = reg.auth() else {
         panic!("attach_bundle needs a registry with basic auth (RegistryOptions::basic_auth)");
     };
@@ -88,6 +102,7 @@ pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySign
         json!({
             "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
             "keyPem": key.private_pem(), "username": username, "password": password,
+            "tlogTrustedRoot": log_root, "tlogOtherKey": other_key,
         }),
     );
 }
