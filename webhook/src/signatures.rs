@@ -5,6 +5,7 @@
 //! and single-flight already applied. It never panics and never exceeds the budget.
 //! The digest verified is the one in the reference: tags are never resolved.
 
+pub mod attestations;
 pub mod auth;
 pub mod bundle;
 pub mod cache;
@@ -18,7 +19,7 @@ pub mod trust_root;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::join_all;
 use oci_client::Reference;
@@ -282,7 +283,7 @@ impl SignatureVerifier {
                 let hit = !entry.is_fresh();
                 inner.metrics.cache(hit);
                 let result = match entry.into_value() {
-                    Outcome::Verified(_) => RuleResult::Verified,
+                    Outcome::Verified(_) | Outcome::VerifiedForNow(_) => RuleResult::Verified,
                     Outcome::Rejected(why) => RuleResult::Rejected(why),
                 };
                 (result, hit)
@@ -312,11 +313,43 @@ impl SignatureVerifier {
         result
     }
 
+    /// The rule's signatures, then its attestations (from the same bundles).
     async fn fetch_and_evaluate(
         &self,
         rule: usize,
         image: &Reference,
         digest: &str,
+    ) -> Result<Outcome, SignatureError> {
+        let mut attested = Vec::new();
+        let outcome = self
+            .signature_outcome(rule, image, digest, &mut attested)
+            .await?;
+        let trust = &self.inner.rules[rule];
+        let Outcome::Verified(who) = outcome else {
+            return Ok(outcome);
+        };
+        if trust.attestations().is_empty() {
+            return Ok(Outcome::Verified(who));
+        }
+        let name = normalised_name(image);
+        Ok(
+            match trust.check_attestations(&attested, &name, digest, SystemTime::now()) {
+                Err(why) => Outcome::Rejected(why),
+                // A policy that reads `now` can flip with time alone: cache it briefly.
+                Ok(()) if trust.attestations().iter().any(|a| a.uses_now) => {
+                    Outcome::VerifiedForNow(format!("{who}, attested"))
+                }
+                Ok(()) => Outcome::Verified(format!("{who}, attested")),
+            },
+        )
+    }
+
+    async fn signature_outcome(
+        &self,
+        rule: usize,
+        image: &Reference,
+        digest: &str,
+        attested: &mut Vec<(cosign::Signers, bundle::Statement)>,
     ) -> Result<Outcome, SignatureError> {
         let inner = &self.inner;
         let registry = image.registry();
@@ -328,6 +361,7 @@ impl SignatureVerifier {
         let mut in_bundles = BTreeSet::new();
         let mut bundle_notes = Vec::new();
         let mut bundle_error = None;
+        let mut keyless_signed = false;
         if !trust.keys().is_empty() || trust.keyless().is_some() {
             match inner.registries.bundles(image, digest, &auth).await {
                 Ok(found) => {
@@ -335,22 +369,27 @@ impl SignatureVerifier {
                     for raw in &found.found {
                         if !trust.keys().is_empty() {
                             let log = trust.log_policy();
-                            match bundle::keys_that_signed(
+                            match bundle::verified_by_keys(
                                 raw,
                                 digest,
                                 trust.keys(),
                                 max,
                                 log.as_ref(),
                             ) {
-                                Ok(keys) => in_bundles.extend(keys),
+                                Ok((keys, statement)) if statement.is_signature() => {
+                                    in_bundles.extend(keys)
+                                }
+                                Ok((keys, statement)) => {
+                                    attested.push((cosign::Signers::Keys(keys), statement))
+                                }
                                 Err(why) => bundle_notes.push(why),
                             }
                         }
                         if let Some((keyless, identities)) = trust.keyless() {
                             match keyless.verify(raw, digest, identities, max).await {
-                                Ok(who) => {
-                                    debug!(rule = %trust.name, %who, "signature verified");
-                                    return Ok(Outcome::Verified(who));
+                                Ok(statement) if statement.is_signature() => keyless_signed = true,
+                                Ok(statement) => {
+                                    attested.push((cosign::Signers::Keyless, statement))
                                 }
                                 Err(why) => bundle_notes.push(why),
                             }
@@ -364,6 +403,11 @@ impl SignatureVerifier {
                 // Unreadable referrers may hide a valid bundle: decided below, once we
                 // know whether the legacy signatures suffice.
                 Err(e) => bundle_error = Some(e),
+            }
+            if keyless_signed {
+                let who = "signed keyless (Sigstore bundle)".to_string();
+                debug!(rule = %trust.name, %who, "signature verified");
+                return Ok(Outcome::Verified(who));
             }
             if !trust.keys().is_empty() && in_bundles.len() >= trust.threshold() {
                 let names: Vec<String> = in_bundles.iter().map(|k| format!("keys[{k}]")).collect();

@@ -11,7 +11,10 @@ use guardrail_e2e::{
     bins::bin,
     registry::{
         cosign::{sign_with_keys, KeySigner},
-        sigstore_js::{attach_bundle, attach_keyless_bundle, attach_logged_bundle, KeylessSigning},
+        sigstore_js::{
+            attach_attestation, attach_bundle, attach_keyless_bundle, attach_logged_bundle,
+            KeylessSigning,
+        },
         verifier, write, RegistryOptions, TestRegistry,
     },
 };
@@ -422,6 +425,179 @@ async fn transparency_required_counts_only_bundles_with_a_verified_log_entry_for
     let reason = denied(v.check(&s.reg.pinned("models/llm", &legacy)).await);
     assert!(
         reason.contains("legacy .sig signatures do not count"),
+        "{reason}"
+    );
+}
+
+const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+const SLSA: &str = "https://slsa.dev/provenance/v1";
+
+fn attestation_config(reg: &TestRegistry, key: &KeySigner, requirements: &str) -> String {
+    let file = write(reg.dir.path(), "att.pub", &key.public_pem);
+    format!(
+        "registries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- name: release\n  images: [\"{host}/models/**\"]\n  keys: [{{file: {}}}]\n  attestations:\n{requirements}",
+        file.display(),
+        host = reg.host
+    )
+}
+
+/// A Trivy-style cosign vulnerability predicate with findings of `severity`, finished
+/// `age` ago.
+fn scan(severity: &str, age: std::time::Duration) -> serde_json::Value {
+    let finished =
+        chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now() - age).to_rfc3339();
+    serde_json::json!({
+        "scanner": {"uri": "pkg:github/aquasecurity/trivy@0.58.1", "result": {"Results": [
+            {"Target": "model", "Vulnerabilities": [{"VulnerabilityID": "CVE-2026-0001", "Severity": severity}]}
+        ]}},
+        "metadata": {"scanStartedOn": finished, "scanFinishedOn": finished},
+    })
+}
+
+const NO_CRITICAL_FRESH: &str = "    - predicateType: https://cosign.sigstore.dev/attestation/vuln/v1\n      policy: \"predicate.scanner.result.Results.all(r, !has(r.Vulnerabilities) || r.Vulnerabilities.all(v, v.Severity != 'CRITICAL')) && now - timestamp(predicate.metadata.scanFinishedOn) < duration('168h')\"\n";
+const FROM_ACME: &str = "    - predicateType: https://slsa.dev/provenance/v1\n      policy: \"predicate.buildDefinition.externalParameters.workflow.repository == 'https://github.com/acme/models'\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestations_must_be_signed_present_and_satisfy_their_cel_policies() {
+    let s = setup();
+    let key = KeySigner::new();
+    let hour = std::time::Duration::from_secs(3600);
+    let signed = |tag: &'static str| {
+        let s = &s;
+        let key = &key;
+        async move {
+            let digest = s.reg.push_image("models/llm", tag).await;
+            attach_bundle(&s.reg, "models/llm", &digest, key, &digest);
+            digest
+        }
+    };
+    let requirements = format!("{NO_CRITICAL_FRESH}{FROM_ACME}");
+    let yaml = attestation_config(&s.reg, &key, &requirements);
+    let (v, _) = verifier(&yaml, Some(&s.auth_file));
+    let provenance = |repo: &str| serde_json::json!({"buildDefinition": {"externalParameters": {"workflow": {"repository": repo}}}});
+
+    // Both attestations, both policies true: allowed, by the verifier and by check.
+    let good = signed("good").await;
+    attach_attestation(&s.reg, "models/llm", &good, &key, VULN, &scan("HIGH", hour));
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &good,
+        &key,
+        SLSA,
+        &provenance("https://github.com/acme/models"),
+    );
+    let image = s.reg.pinned("models/llm", &good);
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+    assert_eq!(
+        check(s.reg.dir.path(), &yaml, &image.to_string(), &s.auth_file),
+        0
+    );
+
+    // A CRITICAL finding: denied, naming the expression.
+    let critical = signed("critical").await;
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &critical,
+        &key,
+        VULN,
+        &scan("CRITICAL", hour),
+    );
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &critical,
+        &key,
+        SLSA,
+        &provenance("https://github.com/acme/models"),
+    );
+    let image = s.reg.pinned("models/llm", &critical);
+    let reason = denied(v.check(&image).await);
+    assert!(
+        reason.contains(VULN)
+            && reason.contains("Severity != 'CRITICAL'")
+            && reason.contains("is false"),
+        "{reason}"
+    );
+    assert_eq!(
+        check(s.reg.dir.path(), &yaml, &image.to_string(), &s.auth_file),
+        1
+    );
+
+    // A stale scan (eight days old): denied by the time clause.
+    let stale = signed("stale").await;
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &stale,
+        &key,
+        VULN,
+        &scan("HIGH", 8 * 24 * hour),
+    );
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &stale,
+        &key,
+        SLSA,
+        &provenance("https://github.com/acme/models"),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &stale)).await);
+    assert!(reason.contains("is false"), "{reason}");
+
+    // Provenance from another repository.
+    let forked = signed("forked").await;
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &forked,
+        &key,
+        VULN,
+        &scan("LOW", hour),
+    );
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &forked,
+        &key,
+        SLSA,
+        &provenance("https://github.com/evil/models"),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &forked)).await);
+    assert!(
+        reason.contains(SLSA) && reason.contains("acme/models"),
+        "{reason}"
+    );
+
+    // No attestation at all (CVE-2022-35930), and one signed by a stranger.
+    let bare = signed("bare").await;
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &bare)).await);
+    assert!(
+        reason.contains("no trusted attestation of type"),
+        "{reason}"
+    );
+    let strangers = signed("strangers").await;
+    let stranger = KeySigner::new();
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &strangers,
+        &stranger,
+        VULN,
+        &scan("LOW", hour),
+    );
+    attach_attestation(
+        &s.reg,
+        "models/llm",
+        &strangers,
+        &stranger,
+        SLSA,
+        &provenance("https://github.com/acme/models"),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &strangers)).await);
+    assert!(
+        reason.contains("no trusted attestation of type"),
         "{reason}"
     );
 }

@@ -55,9 +55,9 @@ fn examples_good_pass_and_bad_fail_with_exit_codes() {
         out.contains("examples/good/knative-service.yaml:4: Service ml-serving/sentiment: ALLOWED"),
         "{out}"
     );
-    // The sample config (kind GuardrailConfig), the ValidatingWebhookConfiguration and
-    // the ConfigMap are not workloads.
-    assert!(out.contains("3 object(s) of other kinds ignored"), "{out}");
+    // The two sample configs (kind GuardrailConfig), the ValidatingWebhookConfiguration
+    // and the ConfigMap are not workloads.
+    assert!(out.contains("4 object(s) of other kinds ignored"), "{out}");
 }
 
 #[test]

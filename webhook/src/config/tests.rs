@@ -7,6 +7,25 @@ fn error_of(yaml: &str) -> String {
 }
 
 #[test]
+fn the_attestation_example_parses_and_its_policies_compile() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/attestation-rules.yaml");
+    let config = Config::load(&path).expect("examples/attestation-rules.yaml loads");
+    let rules = &config.signatures.rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].attestations.len(), 2);
+    // A policy that does not compile is refused naming the field.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("&& now", "&& now ++", 1);
+    let error = Config::parse(&text).unwrap_err().to_string();
+    assert!(
+        error.contains("signatures.rules[0].attestations[0].policy"),
+        "{error}"
+    );
+}
+
+#[test]
 fn empty_file_means_documented_defaults() {
     let config = Config::parse("").expect("empty config");
     assert_eq!(config.policies, Policies::default());

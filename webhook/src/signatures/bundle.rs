@@ -54,13 +54,22 @@ struct EnvelopeSignature {
     sig: String,
 }
 
+/// A signed in-toto Statement: a signature (`cosign/sign/v1`) or an attestation.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Statement {
+pub struct Statement {
     #[serde(rename = "_type")]
     type_: String,
     subject: Vec<Subject>,
-    predicate_type: String,
+    pub predicate_type: String,
+    #[serde(default)]
+    pub predicate: serde_json::Value,
+}
+
+impl Statement {
+    pub fn is_signature(&self) -> bool {
+        self.predicate_type == COSIGN_SIGN_PREDICATE
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,7 +91,7 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Which of `keys` signed this bundle for `digest` (indices), or why none could.
+/// Which of `keys` signed this bundle's `cosign/sign/v1` Statement for `digest`.
 pub fn keys_that_signed(
     raw: &[u8],
     digest: &str,
@@ -90,6 +99,25 @@ pub fn keys_that_signed(
     max_payload_bytes: u64,
     log: Option<&LogPolicy<'_>>,
 ) -> Result<Vec<usize>, String> {
+    let (signed, statement) = verified_by_keys(raw, digest, keys, max_payload_bytes, log)?;
+    if !statement.is_signature() {
+        return Err(format!(
+            "predicate type {:?} is an attestation, not a cosign signature ({COSIGN_SIGN_PREDICATE})",
+            statement.predicate_type
+        ));
+    }
+    Ok(signed)
+}
+
+/// Which of `keys` signed this bundle (indices) and the Statement they signed for
+/// `digest`, whatever its predicate type; or why it is not that.
+pub fn verified_by_keys(
+    raw: &[u8],
+    digest: &str,
+    keys: &[CosignVerificationKey],
+    max_payload_bytes: u64,
+    log: Option<&LogPolicy<'_>>,
+) -> Result<(Vec<usize>, Statement), String> {
     let bundle: Bundle =
         serde_json::from_slice(raw).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
     if bundle.media_type != BUNDLE_MEDIA_TYPE {
@@ -146,12 +174,6 @@ pub fn keys_that_signed(
     if !STATEMENT_TYPES.contains(&statement.type_.as_str()) {
         return Err(format!("signed payload has _type {:?}", statement.type_));
     }
-    if statement.predicate_type != COSIGN_SIGN_PREDICATE {
-        return Err(format!(
-            "predicate type {:?} is an attestation, not a cosign signature ({COSIGN_SIGN_PREDICATE})",
-            statement.predicate_type
-        ));
-    }
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     let names_digest = statement.subject.iter().any(|s| {
         s.digest
@@ -166,7 +188,7 @@ pub fn keys_that_signed(
     if let Some(log) = log {
         check_key_log_entry(raw, &payload, &envelope.signatures, &signed, log)?;
     }
-    Ok(signed)
+    Ok((signed, statement))
 }
 
 /// Keyless bundles: a Fulcio certificate and one Rekor v1 entry. sigstore-rs checks the
@@ -209,15 +231,15 @@ impl Keyless {
         })
     }
 
-    /// `Ok(who)` when the bundle is a valid keyless cosign signature of `digest` by one
-    /// of `identities`, `Err(why not)` otherwise.
+    /// The Statement of a valid keyless bundle for `digest` by one of `identities`
+    /// (signature or attestation), `Err(why not)` otherwise.
     pub async fn verify(
         &self,
         raw: &[u8],
         digest: &str,
         identities: &[KeylessIdentity],
         max_payload_bytes: u64,
-    ) -> Result<String, String> {
+    ) -> Result<Statement, String> {
         let parsed: Bundle =
             serde_json::from_slice(raw).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
         if parsed.media_type != BUNDLE_MEDIA_TYPE {
@@ -251,15 +273,8 @@ impl Keyless {
         let payload = base64::engine::general_purpose::STANDARD
             .decode(&envelope.payload)
             .map_err(|e| format!("DSSE payload is not base64: {e}"))?;
-        let statement: Statement = serde_json::from_slice(&payload)
-            .map_err(|e| format!("signed payload is not an in-toto Statement: {e}"))?;
-        if statement.predicate_type != COSIGN_SIGN_PREDICATE {
-            return Err(format!(
-                "predicate type {:?} is an attestation, not a cosign signature ({COSIGN_SIGN_PREDICATE})",
-                statement.predicate_type
-            ));
-        }
-        Ok("signed keyless (Sigstore bundle)".into())
+        serde_json::from_slice(&payload)
+            .map_err(|e| format!("signed payload is not an in-toto Statement: {e}"))
     }
 
     /// The Rekor entry's SET, verified with the trusted root's key for its log.

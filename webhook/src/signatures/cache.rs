@@ -17,6 +17,9 @@ pub type CacheKey = (String, String, usize);
 pub enum Outcome {
     /// Who signed it.
     Verified(String),
+    /// Verified, by a policy that reads the clock: kept only as long as a refutation,
+    /// since the verdict can flip with time alone.
+    VerifiedForNow(String),
     /// Why the signatures do not satisfy the rule.
     Rejected(String),
 }
@@ -30,7 +33,7 @@ impl Expiry<CacheKey, Outcome> for OutcomeExpiry {
     fn expire_after_create(&self, _: &CacheKey, value: &Outcome, _: Instant) -> Option<Duration> {
         Some(match value {
             Outcome::Verified(_) => self.positive,
-            Outcome::Rejected(_) => self.negative,
+            Outcome::VerifiedForNow(_) | Outcome::Rejected(_) => self.negative,
         })
     }
 }

@@ -100,8 +100,22 @@ pub struct SignatureRule {
     /// (needed with `transparency: optional|required` on a key rule).
     #[serde(default)]
     pub trusted_root: Option<PathBuf>,
+    /// Required attestations: signed (as the rule trusts signatures) in-toto Statements
+    /// of a predicate type whose predicate satisfies a CEL policy.
+    #[serde(default)]
+    pub attestations: Vec<AttestationConfig>,
     #[serde(default)]
     pub on_error: OnError,
+}
+
+/// One required attestation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttestationConfig {
+    /// e.g. `https://slsa.dev/provenance/v1`, `https://cosign.sigstore.dev/attestation/vuln/v1`.
+    pub predicate_type: String,
+    /// A CEL expression over `predicate`, `predicateType`, `subject` and `now`.
+    pub policy: String,
 }
 
 /// How a rule uses the transparency log.
@@ -325,6 +339,16 @@ impl SignatureRule {
                 ))
             }
             _ => {}
+        }
+        for (j, attestation) in self.attestations.iter().enumerate() {
+            if attestation.predicate_type.trim().is_empty() {
+                return Err(invalid(
+                    format!("{at}.attestations[{j}].predicateType"),
+                    "must name a predicate type",
+                ));
+            }
+            super::attestations::Requirement::compile(attestation)
+                .map_err(|e| invalid(format!("{at}.attestations[{j}].policy"), e))?;
         }
         if let Some(keyless) = &self.keyless {
             if keyless.identities.is_empty() {

@@ -22,7 +22,8 @@ use sigstore::crypto::{CosignVerificationKey, Signature};
 use sigstore::registry::OciReference;
 use sigstore::trust::ManualTrustRoot;
 
-use super::bundle::{Keyless, KeylessIdentity, LogPolicy};
+use super::attestations::Requirement;
+use super::bundle::{Keyless, KeylessIdentity, LogPolicy, Statement};
 use super::config::{SignatureRule, Transparency};
 use super::registry::Transport;
 use super::{trust_root, SignatureError};
@@ -65,6 +66,16 @@ pub struct RuleTrust {
     /// `transparency: optional|required` of a key rule: whether a log entry is
     /// required, and the Rekor keys and the rule keys' DER to check it with.
     key_log: Option<KeyLog>,
+    /// Required attestations, compiled.
+    attestations: Vec<Requirement>,
+}
+
+/// Who signed an attested Statement.
+pub enum Signers {
+    /// These of the rule's keys (indices).
+    Keys(Vec<usize>),
+    /// A trusted keyless identity.
+    Keyless,
 }
 
 /// What a key rule's log check needs.
@@ -181,6 +192,15 @@ impl RuleTrust {
             pool: Mutex::new(HashMap::new()),
             keyless,
             key_log,
+            attestations: rule
+                .attestations
+                .iter()
+                .enumerate()
+                .map(|(j, a)| {
+                    Requirement::compile(a)
+                        .map_err(|e| key_error(format!("{at}.attestations[{j}].policy"), e))
+                })
+                .collect::<Result<_, _>>()?,
         };
         // Fail at start-up, not at the first admission, on a trust root sigstore rejects.
         if trust.needs_sigstore() {
@@ -210,6 +230,65 @@ impl RuleTrust {
     /// How many distinct trusted keys must have signed.
     pub fn threshold(&self) -> usize {
         self.threshold
+    }
+
+    /// The rule's required attestations.
+    pub fn attestations(&self) -> &[Requirement] {
+        &self.attestations
+    }
+
+    /// Whether the attested Statements (with who signed each) meet every requirement
+    /// for `name@digest` at `now`: that many distinct trusted keys (k of n, as for
+    /// signatures) or any trusted keyless identity attested, with a passing policy.
+    pub fn check_attestations(
+        &self,
+        attested: &[(Signers, Statement)],
+        name: &str,
+        digest: &str,
+        now: std::time::SystemTime,
+    ) -> Result<(), String> {
+        for (j, requirement) in self.attestations.iter().enumerate() {
+            let of_type: Vec<_> = attested
+                .iter()
+                .filter(|(_, s)| s.predicate_type == requirement.predicate_type)
+                .collect();
+            if of_type.is_empty() {
+                return Err(format!(
+                    "no trusted attestation of type {} (attestations[{j}]): the image carries none signed by this rule's signers",
+                    requirement.predicate_type
+                ));
+            }
+            let mut keys = std::collections::BTreeSet::new();
+            let mut keyless = false;
+            let mut failures = Vec::new();
+            for (signers, statement) in of_type {
+                match requirement.admits(&statement.predicate, name, digest, now) {
+                    Ok(()) => match signers {
+                        Signers::Keys(k) => keys.extend(k.iter().copied()),
+                        Signers::Keyless => keyless = true,
+                    },
+                    Err(why) => failures.push(why),
+                }
+            }
+            let by_keys = !self.keys.is_empty() && keys.len() >= self.threshold;
+            if !(keyless || by_keys) {
+                let mut why = format!(
+                    "attestation {} (attestations[{j}])",
+                    requirement.predicate_type
+                );
+                if failures.is_empty() {
+                    why.push_str(&format!(
+                        ": {} of the required {} trusted key(s) attested",
+                        keys.len(),
+                        self.threshold
+                    ));
+                } else {
+                    why.push_str(&format!(": {}", failures.join("; ")));
+                }
+                return Err(why);
+            }
+        }
+        Ok(())
     }
 
     /// A key rule's log policy for bundles (`transparency: optional|required`).

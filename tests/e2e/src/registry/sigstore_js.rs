@@ -83,6 +83,29 @@ pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySign
     attach_logged_bundle(reg, repo, digest, key, subject, None, false);
 }
 
+/// Attaches an attestation: a bundle signed by `key` of a Statement with
+/// `predicate_type` and `predicate` for `digest`.
+pub fn attach_attestation(
+    reg: &TestRegistry,
+    repo: &str,
+    digest: &str,
+    key: &KeySigner,
+    predicate_type: &str,
+    predicate: &serde_json::Value,
+) {
+    let RegistryAuth::Basic(username, password) = reg.auth() else {
+        panic!("attach_attestation needs a registry with basic auth");
+    };
+    run(
+        "signers/sigstore-bundle.cjs",
+        json!({
+            "registry": reg.host, "repository": repo, "digest": digest,
+            "keyPem": key.private_pem(), "username": username, "password": password,
+            "predicateType": predicate_type, "predicate": predicate,
+        }),
+    );
+}
+
 /// [`attach_bundle`], logged in a mock Rekor whose trusted_root.json is written to
 /// `log_root` (with `other_key`, the entry names another key than the signer's).
 pub fn attach_logged_bundle(
