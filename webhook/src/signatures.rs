@@ -331,6 +331,17 @@ impl SignatureVerifier {
         if trust.attestations().is_empty() {
             return Ok(Outcome::Verified(who));
         }
+        // cosign's legacy attestations (`cosign attest` before v3, most CI scan
+        // attestations today): DSSE envelopes under the `.att` tag, for key rules.
+        if !trust.keys().is_empty() {
+            match self.legacy_attestations(rule, image, digest).await {
+                Ok(found) => attested.extend(found),
+                Err(SignatureError::Limit { message, .. }) => {
+                    return Ok(Outcome::Rejected(message))
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let name = normalised_name(image);
         Ok(
             match trust.check_attestations(&attested, &name, digest, SystemTime::now()) {
@@ -342,6 +353,37 @@ impl SignatureVerifier {
                 Ok(()) => Outcome::Verified(format!("{who}, attested")),
             },
         )
+    }
+
+    /// The key-signed Statements of the `.att` tag of `digest` (none when it is absent).
+    async fn legacy_attestations(
+        &self,
+        rule: usize,
+        image: &Reference,
+        digest: &str,
+    ) -> Result<Vec<(cosign::Signers, bundle::Statement)>, SignatureError> {
+        let inner = &self.inner;
+        let trust = &inner.rules[rule];
+        let auth = inner.credentials.for_registry(image.registry());
+        let Some(manifest) = inner
+            .registries
+            .attestation_manifest(image, digest, &auth)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let max = inner.registries.limits.max_payload_bytes;
+        let mut found = Vec::new();
+        for layer in &manifest.layers {
+            let raw = inner.registries.fetch_layer(image, layer).await?;
+            match bundle::legacy_attestation(&raw, digest, trust.keys(), max) {
+                Ok((keys, statement)) => found.push((cosign::Signers::Keys(keys), statement)),
+                Err(why) => {
+                    debug!(rule = %trust.name, layer = %layer.digest, %why, "legacy attestation not counted")
+                }
+            }
+        }
+        Ok(found)
     }
 
     async fn signature_outcome(

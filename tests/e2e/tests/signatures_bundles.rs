@@ -10,7 +10,7 @@ use std::{path::Path, process::Command, time::Instant};
 use guardrail_e2e::{
     bins::bin,
     registry::{
-        cosign::{sign_with_keys, KeySigner},
+        cosign::{push_legacy_attestations, sign_with_keys, KeySigner},
         sigstore_js::{
             attach_attestation, attach_bundle, attach_keyless_bundle, attach_logged_bundle,
             KeylessSigning,
@@ -596,6 +596,61 @@ async fn attestations_must_be_signed_present_and_satisfy_their_cel_policies() {
         &provenance("https://github.com/acme/models"),
     );
     let reason = denied(v.check(&s.reg.pinned("models/llm", &strangers)).await);
+    assert!(
+        reason.contains("no trusted attestation of type"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_att_attestations_count_and_meet_the_same_policies() {
+    let s = setup();
+    let key = KeySigner::new();
+    let hour = std::time::Duration::from_secs(3600);
+    let yaml = attestation_config(&s.reg, &key, NO_CRITICAL_FRESH);
+    let (v, _) = verifier(&yaml, Some(&s.auth_file));
+    // A legacy signature plus a legacy `.att` scan: allowed, by the verifier and check.
+    let digest = s.reg.push_image("models/llm", "legacy").await;
+    sign_with_keys(&s.reg, "models/llm", &digest, &[&key]).await;
+    push_legacy_attestations(
+        &s.reg,
+        "models/llm",
+        &digest,
+        &key,
+        &[(VULN, scan("MEDIUM", hour))],
+    )
+    .await;
+    let image = s.reg.pinned("models/llm", &digest);
+    assert_eq!(v.check(&image).await, ImageVerdict::Allowed);
+    assert_eq!(
+        check(s.reg.dir.path(), &yaml, &image.to_string(), &s.auth_file),
+        0
+    );
+    // A CRITICAL finding in the legacy attestation: denied naming the expression.
+    let bad = s.reg.push_image("models/llm", "legacy-critical").await;
+    sign_with_keys(&s.reg, "models/llm", &bad, &[&key]).await;
+    push_legacy_attestations(
+        &s.reg,
+        "models/llm",
+        &bad,
+        &key,
+        &[(VULN, scan("CRITICAL", hour))],
+    )
+    .await;
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &bad)).await);
+    assert!(reason.contains("Severity != 'CRITICAL'"), "{reason}");
+    // Signed by a stranger: not trusted, so missing.
+    let strange = s.reg.push_image("models/llm", "legacy-stranger").await;
+    sign_with_keys(&s.reg, "models/llm", &strange, &[&key]).await;
+    push_legacy_attestations(
+        &s.reg,
+        "models/llm",
+        &strange,
+        &KeySigner::new(),
+        &[(VULN, scan("LOW", hour))],
+    )
+    .await;
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &strange)).await);
     assert!(
         reason.contains("no trusted attestation of type"),
         "{reason}"

@@ -78,6 +78,78 @@ struct Subject {
     digest: std::collections::BTreeMap<String, String>,
 }
 
+/// A cosign legacy attestation layer (`sha256-<hex>.att`): a DSSE envelope signed by
+/// `keys`; which of them signed, and the Statement for `digest`.
+pub fn legacy_attestation(
+    raw: &[u8],
+    digest: &str,
+    keys: &[CosignVerificationKey],
+    max_payload_bytes: u64,
+) -> Result<(Vec<usize>, Statement), String> {
+    let envelope: Envelope =
+        serde_json::from_slice(raw).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+    let (signed, statement, _) = verify_envelope(&envelope, digest, keys, max_payload_bytes)?;
+    Ok((signed, statement))
+}
+
+/// The envelope's signatures by `keys` over the exact payload, then the Statement's
+/// type and its subject `digest`: (keys that signed, Statement, payload bytes).
+fn verify_envelope(
+    envelope: &Envelope,
+    digest: &str,
+    keys: &[CosignVerificationKey],
+    max_payload_bytes: u64,
+) -> Result<(Vec<usize>, Statement, Vec<u8>), String> {
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(format!(
+            "DSSE payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",
+            envelope.payload_type
+        ));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if envelope.payload.len() as u64 > max_payload_bytes.saturating_mul(4) / 3 + 4 {
+        return Err(format!(
+            "DSSE payload is larger than {max_payload_bytes} bytes (signatures.limits.maxPayloadBytes)"
+        ));
+    }
+    let payload = b64
+        .decode(&envelope.payload)
+        .map_err(|e| format!("DSSE payload is not base64: {e}"))?;
+    let message = pae(&envelope.payload_type, &payload);
+    // The signature first: nothing in an unauthenticated payload is believed.
+    let signed: Vec<usize> = (0..keys.len())
+        .filter(|&k| {
+            envelope.signatures.iter().any(|s| {
+                b64.decode(&s.sig).is_ok_and(|sig| {
+                    keys[k]
+                        .verify_signature(Signature::Raw(&sig), &message)
+                        .is_ok()
+                })
+            })
+        })
+        .collect();
+    if signed.is_empty() {
+        return Err("not signed by a trusted key".into());
+    }
+    let statement: Statement = serde_json::from_slice(&payload)
+        .map_err(|e| format!("signed payload is not an in-toto Statement: {e}"))?;
+    if !STATEMENT_TYPES.contains(&statement.type_.as_str()) {
+        return Err(format!("signed payload has _type {:?}", statement.type_));
+    }
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let names_digest = statement.subject.iter().any(|s| {
+        s.digest
+            .get("sha256")
+            .is_some_and(|d| d.eq_ignore_ascii_case(hex))
+    });
+    if !names_digest {
+        return Err(format!(
+            "signed subject is not {digest} (a signature of another image)"
+        ));
+    }
+    Ok((signed, statement, payload))
+}
+
 /// DSSE's pre-authentication encoding: what the signature is over.
 fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!(
@@ -138,53 +210,7 @@ pub fn verified_by_keys(
     let envelope = bundle
         .dsse_envelope
         .ok_or("bundle holds a message signature, not the DSSE envelope cosign sign v3 writes")?;
-    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return Err(format!(
-            "DSSE payload type {:?} is not {IN_TOTO_PAYLOAD_TYPE}",
-            envelope.payload_type
-        ));
-    }
-    let b64 = base64::engine::general_purpose::STANDARD;
-    if envelope.payload.len() as u64 > max_payload_bytes.saturating_mul(4) / 3 + 4 {
-        return Err(format!(
-            "DSSE payload is larger than {max_payload_bytes} bytes (signatures.limits.maxPayloadBytes)"
-        ));
-    }
-    let payload = b64
-        .decode(&envelope.payload)
-        .map_err(|e| format!("DSSE payload is not base64: {e}"))?;
-    let message = pae(&envelope.payload_type, &payload);
-    // The signature first: nothing in an unauthenticated payload is believed.
-    let signed: Vec<usize> = (0..keys.len())
-        .filter(|&k| {
-            envelope.signatures.iter().any(|s| {
-                b64.decode(&s.sig).is_ok_and(|sig| {
-                    keys[k]
-                        .verify_signature(Signature::Raw(&sig), &message)
-                        .is_ok()
-                })
-            })
-        })
-        .collect();
-    if signed.is_empty() {
-        return Err("bundle not signed by a trusted key".into());
-    }
-    let statement: Statement = serde_json::from_slice(&payload)
-        .map_err(|e| format!("signed payload is not an in-toto Statement: {e}"))?;
-    if !STATEMENT_TYPES.contains(&statement.type_.as_str()) {
-        return Err(format!("signed payload has _type {:?}", statement.type_));
-    }
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    let names_digest = statement.subject.iter().any(|s| {
-        s.digest
-            .get("sha256")
-            .is_some_and(|d| d.eq_ignore_ascii_case(hex))
-    });
-    if !names_digest {
-        return Err(format!(
-            "signed subject is not {digest} (a signature of another image)"
-        ));
-    }
+    let (signed, statement, payload) = verify_envelope(&envelope, digest, keys, max_payload_bytes)?;
     if let Some(log) = log {
         check_key_log_entry(raw, &payload, &envelope.signatures, &signed, log)?;
     }

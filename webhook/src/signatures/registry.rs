@@ -29,6 +29,8 @@ use super::SignatureError;
 /// The OCI empty descriptor's media type, which some registries (GHCR) report as a
 /// referrer's `artifactType`.
 const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// Media type of a cosign legacy attestation layer (a DSSE envelope).
+pub const DSSE_LAYER_MEDIA_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// Media type of a cosign SimpleSigning signature layer.
 pub const COSIGN_LAYER_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 
@@ -70,15 +72,6 @@ pub struct Registries {
     clients: HashMap<String, Client>,
     default_client: Client,
     pub limits: Limits,
-}
-
-/// The cosign signature tag of `digest` in `image`'s repository: `sha256-<hex>.sig`.
-pub fn signature_reference(image: &Reference, digest: &str) -> Reference {
-    Reference::with_tag(
-        image.registry().to_string(),
-        image.repository().to_string(),
-        format!("{}.sig", digest.replace(':', "-")),
-    )
 }
 
 impl Transport {
@@ -182,15 +175,45 @@ impl Registries {
         digest: &str,
         auth: &RegistryAuth,
     ) -> Result<Option<SignatureManifest>, SignatureError> {
+        self.cosign_manifest(image, digest, auth, "sig", COSIGN_LAYER_MEDIA_TYPE)
+            .await
+    }
+
+    /// Fetches and checks cosign's legacy attestation manifest of `digest`
+    /// (`sha256-<hex>.att`, one DSSE envelope per layer).
+    pub async fn attestation_manifest(
+        &self,
+        image: &Reference,
+        digest: &str,
+        auth: &RegistryAuth,
+    ) -> Result<Option<SignatureManifest>, SignatureError> {
+        self.cosign_manifest(image, digest, auth, "att", DSSE_LAYER_MEDIA_TYPE)
+            .await
+    }
+
+    /// The `sha256-<hex>.<suffix>` manifest's layers of `layer_type`, within the limits.
+    async fn cosign_manifest(
+        &self,
+        image: &Reference,
+        digest: &str,
+        auth: &RegistryAuth,
+        suffix: &str,
+        layer_type: &str,
+    ) -> Result<Option<SignatureManifest>, SignatureError> {
         let client = self.client(image.registry());
-        let sig_ref = signature_reference(image, digest);
+        let sig_ref = Reference::with_tag(
+            image.registry().to_string(),
+            image.repository().to_string(),
+            format!("{}.{suffix}", digest.replace(':', "-")),
+        );
         let accepted = [OCI_IMAGE_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE];
         let (body, _) = match client.pull_manifest_raw(&sig_ref, auth, &accepted).await {
             Ok(found) => found,
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(classify(image.registry(), &e, self.limits.request_timeout)),
         };
-        self.check_manifest(image.registry(), &body).map(Some)
+        self.check_manifest(image.registry(), &body, layer_type)
+            .map(Some)
     }
 
     /// The Sigstore bundles that name `digest` as their subject: the OCI referrers API,
@@ -349,6 +372,7 @@ impl Registries {
         &self,
         registry: &str,
         body: &[u8],
+        layer_type: &str,
     ) -> Result<SignatureManifest, SignatureError> {
         let limit = |message: String| SignatureError::Limit {
             registry: registry.to_string(),
@@ -369,7 +393,7 @@ impl Registries {
         let signatures: Vec<OciDescriptor> = image
             .layers
             .iter()
-            .filter(|l| l.media_type == COSIGN_LAYER_MEDIA_TYPE)
+            .filter(|l| l.media_type == layer_type)
             .cloned()
             .collect();
         if image.layers.len() > self.limits.max_signatures {

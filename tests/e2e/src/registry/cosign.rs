@@ -120,12 +120,82 @@ pub async fn push_signatures(
     digest: &str,
     layers: &[SigLayer],
 ) {
+    push_cosign_manifest(
+        registry,
+        repo,
+        digest,
+        "sig",
+        SIMPLE_SIGNING_MEDIA_TYPE,
+        layers,
+    )
+    .await
+}
+
+/// Pushes key-signed in-toto attestations of `digest` as cosign's legacy `.att`
+/// manifest: one DSSE envelope layer per `(predicateType, predicate)`, as `cosign
+/// attest --key` wrote them before v3 (the layers carry the predicate type annotation).
+/// Made here, not by cosign (not available on these machines): no independent oracle.
+pub async fn push_legacy_attestations(
+    registry: &TestRegistry,
+    repo: &str,
+    digest: &str,
+    key: &KeySigner,
+    attestations: &[(&str, serde_json::Value)],
+) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let layers: Vec<SigLayer> = attestations
+        .iter()
+        .map(|(predicate_type, predicate)| {
+            let statement = serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": predicate_type,
+                "subject": [{"name": format!("{}/{repo}", registry.host), "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+                "predicate": predicate,
+            });
+            let payload = serde_json::to_vec(&statement).expect("statement");
+            let payload_type = "application/vnd.in-toto+json";
+            let mut pae = format!("DSSEv1 {} {payload_type} {} ", payload_type.len(), payload.len()).into_bytes();
+            pae.extend_from_slice(&payload);
+            let envelope = serde_json::json!({
+                "payloadType": payload_type,
+                "payload": b64.encode(&payload),
+                "signatures": [{"keyid": "", "sig": key.sign(&pae)}],
+            });
+            SigLayer {
+                payload: serde_json::to_vec(&envelope).expect("envelope"),
+                annotations: BTreeMap::from([
+                    ("predicateType".to_string(), predicate_type.to_string()),
+                    (SIGNATURE_ANNOTATION.to_string(), String::new()),
+                ]),
+            }
+        })
+        .collect();
+    push_cosign_manifest(
+        registry,
+        repo,
+        digest,
+        "att",
+        "application/vnd.dsse.envelope.v1+json",
+        &layers,
+    )
+    .await
+}
+
+async fn push_cosign_manifest(
+    registry: &TestRegistry,
+    repo: &str,
+    digest: &str,
+    suffix: &str,
+    media_type: &str,
+    layers: &[SigLayer],
+) {
     let image_layers: Vec<ImageLayer> = layers
         .iter()
         .map(|l| {
             ImageLayer::new(
                 l.payload.clone(),
-                SIMPLE_SIGNING_MEDIA_TYPE.to_string(),
+                media_type.to_string(),
                 Some(l.annotations.clone()),
             )
         })
@@ -133,7 +203,7 @@ pub async fn push_signatures(
     let config = Config::oci_v1(b"{}".to_vec(), None);
     let mut manifest = OciImageManifest::build(&image_layers, &config, None);
     manifest.media_type = Some(OCI_IMAGE_MEDIA_TYPE.to_string());
-    let tag = format!("{}.sig", digest.replace(':', "-"));
+    let tag = format!("{}.{suffix}", digest.replace(':', "-"));
     let reference = Reference::with_tag(registry.host.clone(), repo.to_string(), tag);
     let client = registry.client();
     client
