@@ -46,9 +46,6 @@ pub enum Format {
     Json,
 }
 
-/// How the verifier words a registry failure (as opposed to a refuted signature).
-const UNVERIFIABLE: &str = "could not verify signature of";
-
 /// Exit codes.
 pub const EXIT_ALLOWED: u8 = 0;
 pub const EXIT_DENIED: u8 = 1;
@@ -99,6 +96,8 @@ pub struct Report {
     pub ignored: Vec<String>,
     /// Files or objects that could not be read.
     pub errors: Vec<String>,
+    /// Some signature could not be checked because a registry could not be read.
+    pub unverifiable: bool,
 }
 
 impl Report {
@@ -155,12 +154,7 @@ pub async fn run(args: &CheckArgs) -> Result<u8, Error> {
     for error in &report.errors {
         eprintln!("error: {error}");
     }
-    let unverifiable = report
-        .objects
-        .iter()
-        .flat_map(|o| &o.violations)
-        .any(|v| v.policy == PolicyName::Signatures && v.message.contains(UNVERIFIABLE));
-    if unverifiable {
+    if report.unverifiable {
         eprintln!(
             "notice: some signatures could not be verified because a registry was unreachable \
              or refused us; pass --registry-auth FILE for private registries, or \
@@ -192,6 +186,7 @@ pub async fn judge(engine: &Engine, object: SourceObject, report: &mut Report) {
         Err(e) => return report.errors.push(format!("{}: {e}", object.source)),
     };
     let verdict = engine.evaluate(&workload).await;
+    report.unverifiable |= verdict.unverifiable;
     report.objects.push(ObjectReport {
         kind: kind.kind().to_string(),
         namespace: workload.namespace.clone(),

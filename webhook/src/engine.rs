@@ -136,6 +136,7 @@ impl Engine {
 
         let mut violations = Vec::new();
         let mut warnings = notices;
+        let mut unverifiable = false;
         for policy in &self.image_policies {
             if self.mode_of(policy.name()) != PolicyMode::Off {
                 let images = match policy.name() {
@@ -145,6 +146,7 @@ impl Engine {
                 let found = policy.check(images).await;
                 violations.extend(found.violations);
                 warnings.extend(found.warnings);
+                unverifiable |= found.unverifiable;
             }
         }
 
@@ -170,7 +172,10 @@ impl Engine {
                 }),
             })
             .collect();
-        Verdict::judged(findings, warnings)
+        Verdict {
+            unverifiable,
+            ..Verdict::judged(findings, warnings)
+        }
     }
 
     fn out_of_scope(&self, workload: &Workload) -> Option<String> {

@@ -83,6 +83,9 @@ pub struct ImageFindings {
     /// Never deny, whatever the mode, but must reach the user: the image is allowed
     /// without being fully checked (e.g. signatures `onError: allow`, `noMatch: warn`).
     pub warnings: Vec<Violation>,
+    /// Some violation is there because a registry could not be read, not because the
+    /// image is refuted (`check` then suggests `--registry-auth`).
+    pub unverifiable: bool,
 }
 
 impl From<Vec<Violation>> for ImageFindings {
@@ -90,6 +93,7 @@ impl From<Vec<Violation>> for ImageFindings {
         Self {
             violations,
             warnings: Vec::new(),
+            unverifiable: false,
         }
     }
 }

@@ -62,11 +62,16 @@ pub enum ImageVerdict {
     Denied {
         reason: String,
     },
+    /// Denied because no signature could be checked (a registry unreachable, refusing
+    /// us, too slow): the cause is the registry, not the image.
+    Unverifiable {
+        reason: String,
+    },
 }
 
 impl ImageVerdict {
     pub fn is_allowed(&self) -> bool {
-        !matches!(self, Self::Denied { .. })
+        !matches!(self, Self::Denied { .. } | Self::Unverifiable { .. })
     }
 }
 
@@ -175,7 +180,7 @@ impl SignatureVerifier {
         inner.metrics.decision(match &verdict {
             ImageVerdict::Allowed => "allowed",
             ImageVerdict::AllowedWithWarning { .. } => "warned",
-            ImageVerdict::Denied { .. } => "denied",
+            ImageVerdict::Denied { .. } | ImageVerdict::Unverifiable { .. } => "denied",
         });
         debug!(?verdict, "signature verdict");
         verdict
@@ -230,13 +235,17 @@ impl SignatureVerifier {
         let from_cache = results.iter().all(|(_, hit)| *hit);
         let mut denials = Vec::new();
         let mut warnings = Vec::new();
+        let mut refuted = false;
         for (&i, (result, _)) in rules.iter().zip(results) {
             let rule = &inner.rules[i].name;
             match result {
                 RuleResult::Verified => {}
-                RuleResult::Rejected(why) => denials.push(format!(
-                    "signature of {image} does not satisfy rule {rule}: {why}"
-                )),
+                RuleResult::Rejected(why) => {
+                    refuted = true;
+                    denials.push(format!(
+                        "signature of {image} does not satisfy rule {rule}: {why}"
+                    ))
+                }
                 RuleResult::Unverifiable(e) => {
                     let msg = format!("could not verify signature of {image} (rule {rule}): {e}");
                     if inner.on_error[i] == OnError::Allow {
@@ -249,8 +258,12 @@ impl SignatureVerifier {
                 }
             }
         }
-        let verdict = if !denials.is_empty() {
+        let verdict = if !denials.is_empty() && refuted {
             ImageVerdict::Denied {
+                reason: denials.join("; "),
+            }
+        } else if !denials.is_empty() {
+            ImageVerdict::Unverifiable {
                 reason: denials.join("; "),
             }
         } else if !warnings.is_empty() {

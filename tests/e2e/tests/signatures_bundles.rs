@@ -63,7 +63,7 @@ fn config(reg: &TestRegistry, keys: &[&KeySigner], threshold: usize, extra: &str
 
 fn denied(verdict: ImageVerdict) -> String {
     match verdict {
-        ImageVerdict::Denied { reason } => reason,
+        ImageVerdict::Denied { reason } | ImageVerdict::Unverifiable { reason } => reason,
         other => panic!("expected a denial, got {other:?}"),
     }
 }

@@ -102,7 +102,7 @@ fn with_bundle(log: &TestSigstore, mut layer: SigLayer, entry: Option<&SigLayer>
 
 fn denied(verdict: ImageVerdict) -> String {
     match verdict {
-        ImageVerdict::Denied { reason } => reason,
+        ImageVerdict::Denied { reason } | ImageVerdict::Unverifiable { reason } => reason,
         other => panic!("expected a denial, got {other:?}"),
     }
 }

@@ -27,7 +27,7 @@ fn config(reg: &TestRegistry, keys: &[&KeySigner], extra_rule: &str) -> String {
 
 fn denied_reason(verdict: ImageVerdict) -> String {
     match verdict {
-        ImageVerdict::Denied { reason } => reason,
+        ImageVerdict::Denied { reason } | ImageVerdict::Unverifiable { reason } => reason,
         other => panic!("expected a denial, got {other:?}"),
     }
 }

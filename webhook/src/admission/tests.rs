@@ -247,6 +247,7 @@ impl crate::policy::ImagePolicy for Rendezvous {
                         hint: String::new(),
                     })
                     .collect(),
+                unverifiable: false,
             }
         })
     }

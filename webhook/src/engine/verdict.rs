@@ -19,6 +19,8 @@ pub struct Verdict {
     /// Not violations, never deny, but the user must see them: an image allowed without
     /// full verification (signatures `onError: allow`, `noMatch: warn`).
     pub notices: Vec<Violation>,
+    /// A signature violation is there because a registry could not be read.
+    pub unverifiable: bool,
 }
 
 impl Verdict {
@@ -27,6 +29,7 @@ impl Verdict {
             skipped: Some(reason),
             findings: Vec::new(),
             notices: Vec::new(),
+            unverifiable: false,
         }
     }
 
@@ -35,6 +38,7 @@ impl Verdict {
             skipped: None,
             findings,
             notices,
+            unverifiable: false,
         }
     }
 

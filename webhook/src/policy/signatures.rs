@@ -59,6 +59,10 @@ impl ImagePolicy for SignaturePolicy {
                 match verdict {
                     ImageVerdict::Allowed => {}
                     ImageVerdict::Denied { reason } => findings.violations.push(finding(reason)),
+                    ImageVerdict::Unverifiable { reason } => {
+                        findings.unverifiable = true;
+                        findings.violations.push(finding(reason))
+                    }
                     ImageVerdict::AllowedWithWarning { reason } => {
                         findings.warnings.push(Violation {
                             hint: String::new(),

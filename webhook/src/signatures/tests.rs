@@ -90,8 +90,9 @@ async fn unreachable_registry_is_denied_with_the_reason_or_warned() {
     );
     let (v, registry) = verifier(&yaml);
     let verdict = v.check(&digest_ref("127.0.0.1:1/models/a")).await;
-    let ImageVerdict::Denied { reason } = verdict else {
-        panic!("must deny: {verdict:?}");
+    // Typed: the registry is the cause, not the image.
+    let ImageVerdict::Unverifiable { reason } = verdict else {
+        panic!("must deny as unverifiable: {verdict:?}");
     };
     assert!(reason.contains("could not verify signature of"), "{reason}");
     assert!(reason.contains("127.0.0.1:1"), "{reason}");
@@ -138,7 +139,7 @@ async fn a_silent_registry_cannot_exceed_the_budget() {
     )
     .await
     .expect("check() returns on its own, bounded by the budget");
-    let ImageVerdict::Denied { reason } = verdict else {
+    let ImageVerdict::Unverifiable { reason } = verdict else {
         panic!("must deny: {verdict:?}");
     };
     assert!(reason.contains("timed out after 300ms"), "{reason}");
