@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::{
     config::{image_glob, Config, Mode, PolicyMode},
     error::ConfigError,
-    image::ImageRef,
+    image::Image,
     inject::{Injector, UPSTREAM_PROBE_ENV},
     policy::{digest::DigestPolicy, probes, resources, ImagePolicy, PolicyName, Violation},
     workload::{ContainerSite, Flavor, ImageUse, PodUnit, Role, Workload, QUEUE_PROXY},
@@ -220,12 +220,10 @@ impl Engine {
         if site.role == Role::Ephemeral {
             return false;
         }
-        let image = site.spec.image.as_deref();
+        let image = site.spec.image.as_ref().and_then(Image::ok);
         self.injector.is_ours(Some(&site.name), image)
             || (!self.platform_sidecar_images.is_empty()
-                && image
-                    .and_then(|i| ImageRef::parse(i).ok())
-                    .is_some_and(|r| self.platform_sidecar_images.is_match(r.repository())))
+                && image.is_some_and(|r| self.platform_sidecar_images.is_match(r.repository())))
     }
 
     /// After injection, queue-proxy probes our sidecar's `/readyz`, which passes only
@@ -252,7 +250,8 @@ impl Engine {
                 .unwrap_or_default()
                 .iter()
                 .find(|c| {
-                    self.injector.is_ours(c.name.as_deref(), c.image.as_deref())
+                    self.injector
+                        .is_ours(c.name.as_deref(), c.image.as_ref().and_then(Image::ok))
                         && c.ports.as_deref().unwrap_or_default().iter().any(|p| {
                             p.get("containerPort").and_then(serde_json::Value::as_i64) == Some(port)
                         })
@@ -267,9 +266,11 @@ impl Engine {
 
     /// Exemptions match the normalised reference only: the raw string is not what the
     /// runtime pulls, and an image that does not parse is never exempt.
-    fn image_exempt(&self, image: &str) -> bool {
+    fn image_exempt(&self, image: &Image) -> bool {
         !self.exempt_images.is_empty()
-            && ImageRef::parse(image).is_ok_and(|r| self.exempt_images.is_match(r.normalised()))
+            && image
+                .ok()
+                .is_some_and(|r| self.exempt_images.is_match(r.normalised()))
     }
 
     /// Anyone who can create a Pod can label it as Knative's and name a container
@@ -297,7 +298,7 @@ impl Engine {
                     message: format!(
                         "image {:?} is not one of scope.queueProxyImages, so this pod is not \
                          treated as Knative's and queue-proxy gets no exemption",
-                        site.spec.image.as_deref().unwrap_or_default()
+                        site.spec.image.as_ref().map(Image::raw).unwrap_or_default()
                     ),
                     hint: "if it is your cluster's Knative queue-proxy (a mirror or a vendor \
                            build), add its repository to scope.queueProxyImages"
@@ -319,8 +320,8 @@ impl Engine {
         queue_proxies.peek().is_some()
             && queue_proxies.all(|c| {
                 c.image
-                    .as_deref()
-                    .and_then(|image| ImageRef::parse(image).ok())
+                    .as_ref()
+                    .and_then(Image::ok)
                     .is_some_and(|r| self.queue_proxy_images.is_match(r.repository()))
             })
     }

@@ -26,6 +26,56 @@ pub enum ImageError {
     Invalid(String),
 }
 
+/// An image as a workload writes it, parsed once where the workload is read: every
+/// consumer (exemptions, platform trust, digest and signature policies) reads the same
+/// parse, and messages quote what the author wrote.
+#[derive(Debug, Clone)]
+pub struct Image {
+    raw: String,
+    parsed: Result<ImageRef, ImageError>,
+}
+
+impl Image {
+    pub fn new(raw: impl Into<String>) -> Self {
+        let raw = raw.into();
+        let parsed = ImageRef::parse(&raw);
+        Self { raw, parsed }
+    }
+
+    /// A container or volume that names no image (an error in its own right).
+    pub fn absent() -> Self {
+        Self::new(String::new())
+    }
+
+    /// What the object says, verbatim.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn parsed(&self) -> Result<&ImageRef, &ImageError> {
+        self.parsed.as_ref()
+    }
+
+    /// The parsed reference, if the image is a usable one.
+    pub fn ok(&self) -> Option<&ImageRef> {
+        self.parsed.as_ref().ok()
+    }
+}
+
+impl PartialEq for Image {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Image {}
+
+impl<'de> serde::Deserialize<'de> for Image {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
 impl ImageRef {
     pub fn parse(image: &str) -> Result<Self, ImageError> {
         if image.trim().is_empty() {
@@ -117,7 +167,9 @@ fn check_first_component(image: &str) -> Result<(), ImageError> {
         return Ok(());
     }
     Err(ImageError::Invalid(format!(
-        "the first component {first:?} has uppercase letters, so container runtimes read it          as a registry host (without a '.' or ':'): write the registry in lowercase with its          domain or port (e.g. \"{}:5000/…\"), or the Docker Hub path in lowercase",
+        "the first component {first:?} has uppercase letters, so container runtimes read it \
+         as a registry host (without a '.' or ':'): write the registry in lowercase with its \
+         domain or port (e.g. \"{}:5000/…\"), or the Docker Hub path in lowercase",
         first.to_lowercase()
     )))
 }

@@ -186,12 +186,11 @@ impl Injector {
     /// A container that is Guardrail's sidecar: our name and an image from our
     /// repository (any digest: pods keep the version they were injected with). Never
     /// by name alone, since anyone writing a pod chooses its names.
-    pub fn is_ours(&self, name: Option<&str>, image: Option<&str>) -> bool {
+    pub fn is_ours(&self, name: Option<&str>, image: Option<&ImageRef>) -> bool {
         let (Some(ours), Some(name), Some(image)) = (&self.image, name, image) else {
             return false;
         };
-        name == self.config.container_name
-            && ImageRef::parse(image).is_ok_and(|i| i.repository() == ours.repository())
+        name == self.config.container_name && image.repository() == ours.repository()
     }
 
     /// Injects into the pod at JSON pointer `base` (tokens) of the object. `pod` is
@@ -260,7 +259,10 @@ impl Injector {
         if let Some((field, index)) = named("containers").or_else(|| named("initContainers")) {
             let existing = &list(spec, field)[index];
             let text = |k: &str| existing.get(k).and_then(Value::as_str);
-            if !self.is_ours(text("name"), text("image")) {
+            if !self.is_ours(
+                text("name"),
+                text("image").and_then(|i| ImageRef::parse(i).ok()).as_ref(),
+            ) {
                 return Err(format!(
                     "a container named {name:?} is already in the pod and its image is not \
                      from {} (rename that container, or set injection.containerName)",

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::image::Image;
+
 pub use kind::WorkloadKind;
 pub use knative::QUEUE_PROXY;
 pub use podspec::{ContainerView, PodSpecView};
@@ -80,7 +82,7 @@ impl ContainerSite<'_> {
 /// One image the object would pull, with where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageUse {
-    pub image: String,
+    pub image: Image,
     /// Container name, or `volume <name>` for an image volume.
     pub container: String,
     /// e.g. `spec.containers[1].image`
@@ -91,7 +93,7 @@ impl ImageUse {
     /// The image a container runs.
     pub fn of(site: &ContainerSite<'_>) -> Self {
         Self {
-            image: site.spec.image.clone().unwrap_or_default(),
+            image: site.spec.image.clone().unwrap_or_else(Image::absent),
             container: site.name.clone(),
             field: format!("{}.image", site.path),
         }
@@ -253,7 +255,7 @@ impl Workload {
             {
                 if let Some(image) = &v.image {
                     images.push(ImageUse {
-                        image: image.reference.clone().unwrap_or_default(),
+                        image: image.reference.clone().unwrap_or_else(Image::absent),
                         container: format!("volume {}", v.name.as_deref().unwrap_or("?")),
                         field: format!("{}.volumes[{i}].image.reference", pod.path),
                     });

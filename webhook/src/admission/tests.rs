@@ -243,7 +243,7 @@ impl crate::policy::ImagePolicy for Rendezvous {
                         policy: PolicyName::Signatures,
                         container: Some(i.container.clone()),
                         field: i.field.clone(),
-                        message: format!("{} allowed unverified", i.image),
+                        message: format!("{} allowed unverified", i.image.raw()),
                         hint: String::new(),
                     })
                     .collect(),

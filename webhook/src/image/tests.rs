@@ -128,6 +128,10 @@ fn an_uppercase_first_component_is_a_host_to_the_runtime_so_it_is_refused() {
     for image in ["locaBhost/x", "EVIL/library/nginx:1.25", "Registry/app:1"] {
         let e = ImageRef::parse(image).expect_err(image);
         assert!(e.to_string().contains("registry host"), "{image}: {e}");
+        assert!(
+            !e.to_string().contains("  "),
+            "one space between words: {e}"
+        );
     }
     // Hosts with a domain or port may have any case; lowercase paths are Docker Hub's.
     assert_eq!(
@@ -139,4 +143,26 @@ fn an_uppercase_first_component_is_a_host_to_the_runtime_so_it_is_refused() {
         "docker.io/locabhost/x:latest"
     );
     assert_eq!(parse("localhost/x").normalised(), "localhost/x:latest");
+}
+
+#[test]
+fn an_image_is_parsed_once_where_it_is_read_and_keeps_what_was_written() {
+    let image: Image =
+        serde_json::from_value(serde_json::json!(format!("nginx@sha256:{HEX}"))).expect("a string");
+    assert_eq!(image.raw(), format!("nginx@sha256:{HEX}"));
+    let parsed = image.parsed().expect("valid");
+    assert_eq!(parsed.repository(), "docker.io/library/nginx");
+    assert_eq!(
+        image.ok().map(ImageRef::digest),
+        Some(Some(&*format!("sha256:{HEX}")))
+    );
+
+    let bad = Image::new("Acme/Model:1");
+    assert_eq!(bad.raw(), "Acme/Model:1");
+    assert!(bad.ok().is_none());
+    assert!(matches!(bad.parsed(), Err(ImageError::Invalid(_))));
+    assert_eq!(Image::absent().parsed().unwrap_err(), &ImageError::Empty);
+    // Equality is what was written: two spellings of one image stay two uses.
+    assert_ne!(Image::new("nginx"), Image::new("docker.io/library/nginx"));
+    assert_eq!(Image::new("nginx"), Image::new("nginx"));
 }

@@ -1,5 +1,7 @@
 use serde_json::json;
 
+use crate::image::Image;
+
 use super::*;
 
 fn injector() -> Injector {
@@ -154,19 +156,21 @@ fn selection_opt_out_exemption_and_configuration() {
 fn ours_is_told_by_name_and_repository_never_by_name_alone() {
     let injector = injector();
     let digest = format!("@sha256:{}", "2".repeat(64));
-    let ours = format!("ghcr.io/guardrail-dev/guardrail-sidecar{digest}");
+    let ours = Image::new(format!("ghcr.io/guardrail-dev/guardrail-sidecar{digest}"));
+    let ours = ours.ok();
     assert!(
-        injector.is_ours(Some("guardrail-sidecar"), Some(&ours)),
+        injector.is_ours(Some("guardrail-sidecar"), ours),
         "any digest of our repository"
     );
-    assert!(!injector.is_ours(Some("other"), Some(&ours)));
+    assert!(!injector.is_ours(Some("other"), ours));
     for image in [
         format!("ghcr.io/guardrail-dev/guardrail-sidecar-evil{digest}"),
         format!("docker.io/guardrail-dev/guardrail-sidecar{digest}"),
         "not an image".into(),
     ] {
+        let parsed = Image::new(image.as_str());
         assert!(
-            !injector.is_ours(Some("guardrail-sidecar"), Some(&image)),
+            !injector.is_ours(Some("guardrail-sidecar"), parsed.ok()),
             "{image}"
         );
     }

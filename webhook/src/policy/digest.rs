@@ -3,10 +3,7 @@
 use futures::future::BoxFuture;
 
 use super::{ImageFindings, ImagePolicy, PolicyName, Violation};
-use crate::{
-    image::{ImageError, ImageRef},
-    workload::ImageUse,
-};
+use crate::{image::ImageError, workload::ImageUse};
 
 /// Every image must name a well-formed digest (`repo@sha256:…` or `repo:tag@sha256:…`).
 pub struct DigestPolicy;
@@ -31,7 +28,8 @@ pub fn check_image(image: &ImageUse) -> Option<Violation> {
         message,
         hint,
     };
-    let parsed = match ImageRef::parse(&image.image) {
+    let raw = image.image.raw();
+    let parsed = match image.image.parsed() {
         Ok(parsed) => parsed,
         Err(ImageError::Empty) => {
             return Some(violation(
@@ -41,13 +39,13 @@ pub fn check_image(image: &ImageUse) -> Option<Violation> {
         }
         Err(ImageError::Uppercase(_, lower)) => {
             return Some(violation(
-                format!("image {:?} has uppercase letters in its repository path, which the container runtime rejects", image.image),
+                format!("image {raw:?} has uppercase letters in its repository path, which the container runtime rejects"),
                 format!("write it in lowercase ({lower:?}) and pin it by digest"),
             ))
         }
         Err(e) => {
             return Some(violation(
-                format!("image {:?}: {e}", image.image),
+                format!("image {raw:?}: {e}"),
                 "use registry/repository@sha256:<64 lowercase hex characters>".into(),
             ))
         }
@@ -57,14 +55,12 @@ pub fn check_image(image: &ImageUse) -> Option<Violation> {
     }
     let message = if parsed.is_implicit_latest() {
         format!(
-            "image {:?} has neither tag nor digest, so it means {} (whatever :latest points to at pull time)",
-            image.image,
+            "image {raw:?} has neither tag nor digest, so it means {} (whatever :latest points to at pull time)",
             parsed.normalised()
         )
     } else {
         format!(
-            "image {:?} is pinned only by tag ({}); a tag can be moved to other bytes",
-            image.image,
+            "image {raw:?} is pinned only by tag ({}); a tag can be moved to other bytes",
             parsed.normalised()
         )
     };

@@ -7,7 +7,6 @@ use oci_client::Reference;
 
 use super::{ImageFindings, ImagePolicy, PolicyName, Violation};
 use crate::{
-    image::ImageRef,
     signatures::{ImageVerdict, SignatureVerifier},
     workload::ImageUse,
 };
@@ -39,7 +38,7 @@ impl ImagePolicy for SignaturePolicy {
             let pinned: Vec<(&ImageUse, Reference)> = images
                 .iter()
                 .filter_map(|image| {
-                    let parsed = ImageRef::parse(&image.image).ok()?;
+                    let parsed = image.image.ok()?;
                     parsed.digest()?;
                     Some((image, parsed.reference().clone()))
                 })

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::ImageUse;
+use crate::image::Image;
 
 /// Model-format blocks of a predictor (KServe v1beta1 `PredictorSpec`) and explainer.
 const FORMAT_KEYS: &[(&str, &[&str])] = &[
@@ -72,7 +73,7 @@ pub fn model_images(object: &Value) -> Result<Vec<ImageUse>, String> {
             match image {
                 Value::Null => {}
                 Value::String(image) => images.push(ImageUse {
-                    image: image.clone(),
+                    image: Image::new(image.as_str()),
                     container: "kserve-container".into(),
                     field,
                 }),
@@ -91,7 +92,7 @@ fn oci_model(uri: Option<&Value>, field: String, images: &mut Vec<ImageUse>) -> 
             // KServe matches the scheme case-sensitively; anything else is not an image.
             if let Some(image) = uri.strip_prefix(OCI_SCHEME) {
                 images.push(ImageUse {
-                    image: image.to_string(),
+                    image: Image::new(image),
                     container: MODELCAR.into(),
                     field,
                 });

@@ -5,6 +5,8 @@
 use k8s_openapi::api::core::v1::{Probe, ResourceRequirements};
 use serde::Deserialize;
 
+use crate::image::Image;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpecView {
@@ -24,7 +26,8 @@ pub struct PodSpecView {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerView {
     pub name: Option<String>,
-    pub image: Option<String>,
+    /// Parsed here, once, for every policy that reads it.
+    pub image: Option<Image>,
     pub ports: Option<Vec<serde_json::Value>>,
     pub env: Option<Vec<EnvVarView>>,
     pub readiness_probe: Option<Probe>,
@@ -53,7 +56,7 @@ pub struct VolumeView {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageVolumeView {
-    pub reference: Option<String>,
+    pub reference: Option<Image>,
 }
 
 impl ContainerView {
