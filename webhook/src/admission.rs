@@ -6,6 +6,7 @@ use kube::core::{
     admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
     DynamicObject, Status,
 };
+use serde::Deserialize as _;
 use serde_json::Value;
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine as _};
@@ -210,14 +211,17 @@ fn parse(body: &[u8]) -> Result<Parsed, BadRequest> {
         .ok_or_else(|| bad("AdmissionReview has no request object".into()))?;
     let object = request.remove("object");
     let old_object = request.remove("oldObject");
-    let review: AdmissionReview<DynamicObject> =
-        serde_path_to_error::deserialize(&value).map_err(|e| {
+    // Path tracking costs on every value: only for the message of a review that failed.
+    let review: AdmissionReview<DynamicObject> = match AdmissionReview::deserialize(&value) {
+        Ok(review) => review,
+        Err(_) => serde_path_to_error::deserialize(&value).map_err(|e| {
             bad(format!(
                 "invalid AdmissionReview at {}: {}",
                 e.path(),
                 e.inner()
             ))
-        })?;
+        })?,
+    };
     let request = review
         .try_into()
         .map_err(|_| bad("AdmissionReview has no request".into()))?;

@@ -10,6 +10,11 @@ use guardrail_webhook::{
 };
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc's per-thread free lists instead of glibc's arenas: a review allocates a
+/// JSON tree of a few hundred nodes and frees it (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries `check` output and the listen addresses.

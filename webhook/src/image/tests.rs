@@ -165,4 +165,16 @@ fn an_image_is_parsed_once_where_it_is_read_and_keeps_what_was_written() {
     // Equality is what was written: two spellings of one image stay two uses.
     assert_ne!(Image::new("nginx"), Image::new("docker.io/library/nginx"));
     assert_eq!(Image::new("nginx"), Image::new("nginx"));
+    // Remembered parses are the parses: the same answer the second time, good or bad.
+    for raw in [
+        format!("ghcr.io/acme/model@sha256:{HEX}"),
+        "Acme/Model:1".to_string(),
+    ] {
+        let (first, again) = (Image::new(raw.as_str()), Image::new(raw.as_str()));
+        assert_eq!(
+            first.parsed().map(ImageRef::normalised),
+            again.parsed().map(ImageRef::normalised)
+        );
+        assert_eq!(first.parsed().err(), ImageRef::parse(&raw).err().as_ref());
+    }
 }
