@@ -49,8 +49,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 log "cargo deny check licenses bans sources"
 "$GUARDRAIL_CARGO_DENY" check licenses bans sources 2>&1 | tail -n 3
 
-log "cargo build (binaries used by the end-to-end tests)"
-cargo build --workspace --bins
+log "cargo build (binaries and examples used by the end-to-end tests)"
+cargo build --workspace --bins --examples
 
 log "cargo nextest run"
 cargo nextest run --workspace --profile ci "$@"

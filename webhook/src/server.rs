@@ -2,7 +2,7 @@
 
 pub mod routes;
 mod shutdown;
-mod tls;
+pub mod tls;
 
 use std::{
     io::Write,

@@ -1,0 +1,231 @@
+"""bench/run: every benchmark of BENCHMARKS.md in one command."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import instructions, report, sidecar, webhook
+from .procs import BenchError
+
+ROOT = Path(__file__).resolve().parents[2]
+OHA_VERSION = "1.16.0"
+SCENARIOS = ["sidecar", "webhook", "instructions"]
+
+
+@dataclass
+class Mode:
+    name: str
+    rates: list[int]  # fixed rates of the sidecar scenario (saturation is added)
+    webhook_rates: list[int]
+    workers: list[int]
+    repetitions: int
+    seconds: float
+    instruction_requests: int
+    instruction_warmup: int
+
+
+MODES = {
+    # The suite's: seconds, on the debug binaries, so the harness cannot rot.
+    "smoke": Mode("smoke", [200], [100], [1], 1, 1.0, 200, 50),
+    "quick": Mode("quick", [1000, 2000], [1000], [1], 5, 3.0, 5000, 500),
+    "full": Mode("full", [500, 1000, 2000, 5000], [1000], [1, 2], 5, 10.0, 20000, 1000),
+}
+
+
+@dataclass
+class Context:
+    root: Path
+    out: Path
+    work: Path
+    logs: Path
+    mode: Mode
+    oha: str
+    bins: dict[str, Path]
+    tools: dict[str, str] = field(default_factory=dict)
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GUARDRAIL_CACHE", Path.home() / ".cache/guardrail"))
+
+
+def find_oha(install: bool) -> str:
+    """oha from $OHA, the PATH, or the cache, else `cargo install`ed (pinned) into the
+    cache once."""
+    for candidate in [os.environ.get("OHA"), shutil.which("oha"),
+                      str(cache_dir() / "tools/oha/bin/oha")]:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    if not install:
+        raise BenchError("oha is missing: cargo install oha (or drop --no-install)")
+    print(f"installing oha {OHA_VERSION} from crates.io (once, into {cache_dir()})", flush=True)
+    subprocess.run(["cargo", "install", "oha", "--locked", "--version", OHA_VERSION,
+                    "--root", str(cache_dir() / "tools/oha")], check=True)
+    return str(cache_dir() / "tools/oha/bin/oha")
+
+
+DEBIAN = {"nginx": "nginx-light", "haproxy": "haproxy", "valgrind": "valgrind",
+          "callgrind_control": "valgrind"}
+
+
+def find_tools(names: list[str], install: bool) -> dict[str, str]:
+    missing = [n for n in names if not shutil.which(n)]
+    if missing and install:
+        packages = sorted({DEBIAN[n] for n in missing})
+        if os.geteuid() != 0:
+            raise BenchError(f"{', '.join(missing)} missing: sudo apt-get install "
+                             f"{' '.join(packages)}")
+        print(f"apt-get install {' '.join(packages)}", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        *packages], check=True, env=env)
+    tools = {}
+    for n in names:
+        path = shutil.which(n)
+        if not path:
+            raise BenchError(f"{n} missing: apt-get install {DEBIAN[n]}")
+        tools[n] = path
+    return tools
+
+
+def binaries(bin_dir: Path | None) -> dict[str, Path]:
+    """Release builds unless --bin-dir names a folder of built ones (the suite passes
+    target/debug, which it has built already)."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    if bin_dir is None:
+        print("cargo build --release (sidecar, webhook, tls_floor)", flush=True)
+        subprocess.run(["cargo", "build", "--release", "-p", "guardrail-sidecar", "-p",
+                        "guardrail-webhook", "--bins", "--example", "tls_floor"],
+                       check=True, cwd=ROOT)
+        bin_dir = target / "release"
+    bins = {"guardrail-sidecar": bin_dir / "guardrail-sidecar",
+            "guardrail-webhook": bin_dir / "guardrail-webhook",
+            "tls_floor": bin_dir / "examples" / "tls_floor"}
+    for name, path in bins.items():
+        if not path.exists():
+            how = ("cargo build -p guardrail-webhook --example tls_floor" if name == "tls_floor"
+                   else "cargo build --workspace --bins")
+            raise BenchError(f"{path} is missing: {how}")
+    return bins
+
+
+def version(cmd: list[str]) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "?"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def environment(ctx: Context, bin_dir: Path | None) -> dict:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    commit = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = version(["git", "-C", str(ROOT), "status", "--porcelain"])
+    tools = {"oha": version([ctx.oha, "--version"]).split()[-1],
+             "nginx": version([ctx.tools["nginx"], "-v"]).split("/")[-1] if "nginx" in ctx.tools
+             else "?",
+             "haproxy": version([ctx.tools["haproxy"], "-v"]).split()[2]
+             if "haproxy" in ctx.tools else "?"}
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "commit": commit + ("+dirty" if dirty not in ("", "?") else ""),
+            "profile": "debug" if bin_dir and "debug" in str(bin_dir) else "release",
+            "tools": tools}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="a few minutes")
+    group.add_argument("--smoke", action="store_true",
+                       help="seconds, to prove the harness works (the suite runs it)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    parser.add_argument("--bin-dir", type=Path,
+                        help="use the binaries in this folder instead of a release build")
+    parser.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
+    parser.add_argument("--repetitions", type=int, help="override the mode's repetitions")
+    parser.add_argument("--seconds", type=float, help="override the mode's seconds per run")
+    parser.add_argument("--workers", help="override the mode's worker counts, e.g. 1,2")
+    parser.add_argument("--setup", action="store_true",
+                        help="install what the benchmarks need (oha, nginx, haproxy, "
+                             "valgrind, the plotting venv), then exit")
+    parser.add_argument("--no-install", action="store_true",
+                        help="fail instead of installing a missing tool")
+    args = parser.parse_args(argv)
+    if args.setup:
+        find_oha(True)
+        find_tools(list(DEBIAN), True)
+        return 0
+    mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.repetitions:
+        mode.repetitions = args.repetitions
+    if args.seconds:
+        mode.seconds = args.seconds
+    if args.workers:
+        mode.workers = [int(w) for w in args.workers.split(",")]
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown}: choose from {SCENARIOS}")
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = (args.out or ROOT / "bench/results" / f"{mode.name}-{stamp}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    install = not args.no_install
+    # Thousands of connections, and the proxies' own fds: the hard limit, as for a server.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    need = ["nginx"]
+    need += ["haproxy"] if "sidecar" in chosen else []
+    need += ["valgrind", "callgrind_control"] if "instructions" in chosen else []
+    with tempfile.TemporaryDirectory(prefix="guardrail-bench-") as work:
+        ctx = Context(root=ROOT, out=out, work=Path(work), logs=out / "logs", mode=mode,
+                      oha=find_oha(install), bins=binaries(args.bin_dir),
+                      tools=find_tools(need, install))
+        Path(work).chmod(0o755)
+        ctx.logs.mkdir(exist_ok=True)
+        results = {"mode": mode.name, "mode_settings": mode.__dict__,
+                   "environment": environment(ctx, args.bin_dir), "samples": [], "summary": {}}
+        # In SCENARIOS order: the webhook scenario writes the review and answer whose
+        # instruction counts the instructions scenario takes (it skips them otherwise).
+        for name in [s for s in SCENARIOS if s in chosen]:
+            rows = {"sidecar": sidecar.run, "webhook": webhook.run,
+                    "instructions": instructions.run}[name](ctx)
+            results["samples"] += rows
+            results["summary"][name] = (instructions.summarise(rows) if name == "instructions"
+                                        else {"sidecar": sidecar.summarise,
+                                              "webhook": webhook.summarise}[name](rows, mode))
+        report.write(results, mode, out)
+    print(f"\nresults: {out}/results.md", flush=True)
+    print((out / "results.md").read_text(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as e:
+        print(f"bench/run: {e}", file=sys.stderr)
+        sys.exit(1)
+    except subprocess.CalledProcessError as e:
+        print(f"bench/run: {' '.join(map(str, e.cmd))} failed with {e.returncode}",
+              file=sys.stderr)
+        sys.exit(1)

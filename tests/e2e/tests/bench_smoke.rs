@@ -1,0 +1,158 @@
+//! `bench/run --smoke` on the debug binaries the suite built, so the harness of
+//! BENCHMARKS.md cannot rot: every scenario runs against its real baselines (nginx,
+//! HAProxy, the TLS floors, valgrind) for a second each, and the results folder must
+//! hold every figure the report promises, consistent with the load that was sent.
+//! No number is judged here: debug builds say nothing about speed.
+
+use std::{path::Path, process::Command};
+
+use guardrail_e2e::{bins::bin, webhook::workspace_root};
+use serde_json::Value;
+
+fn number(v: &Value, what: &str) -> f64 {
+    v.as_f64()
+        .unwrap_or_else(|| panic!("{what}: not a number: {v}"))
+}
+
+/// A summary figure (median, min, max, n) that is well-formed.
+fn spread(v: &Value, what: &str) -> f64 {
+    let (median, min, max) = (
+        number(&v["median"], what),
+        number(&v["min"], what),
+        number(&v["max"], what),
+    );
+    assert!(min <= median && median <= max, "{what}: {v}");
+    assert!(v["n"].as_u64().is_some_and(|n| n >= 1), "{what}: {v}");
+    median
+}
+
+#[test]
+fn bench_run_smoke_writes_every_figure_against_its_baselines() {
+    let root = workspace_root();
+    let debug = bin("guardrail-sidecar")
+        .parent()
+        .expect("target/debug")
+        .to_path_buf();
+    let out = tempfile::tempdir().expect("tempdir");
+    let run = Command::new(root.join("bench/run"))
+        .args(["--smoke", "--no-install", "--bin-dir"])
+        .arg(&debug)
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(&root)
+        .output()
+        .expect("bench/run starts (tests/setup/bench.sh installs what it needs)");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "bench/run --smoke failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.path().join("results.json")).expect("results.json"),
+    )
+    .expect("results.json is JSON");
+    assert_eq!(results["mode"], "smoke");
+    assert_eq!(results["environment"]["profile"], "debug");
+    let settings = &results["mode_settings"];
+    let seconds = number(&settings["seconds"], "seconds");
+    let summary = &results["summary"];
+
+    // Sidecar: each path at the fixed rate got about the load that was asked for, each
+    // proxy's CPU and memory were read, and the paired figures exist.
+    let rate = number(&settings["rates"][0], "rate");
+    let at = &summary["sidecar"]["workers=1"][format!("{rate}")];
+    for target in ["direct", "sidecar", "nginx", "haproxy", "sidecar+sanity"] {
+        let t = &at["targets"][target];
+        let rps = spread(&t["rps"], &format!("{target} rps"));
+        assert!(
+            (rps - rate).abs() <= rate * 0.2,
+            "{target}: {rps} req/s where {rate} was sent"
+        );
+        spread(&t["latency_p99_ms"], &format!("{target} p99"));
+        if target != "direct" {
+            for p in ["p50", "p90", "p99", "p999"] {
+                spread(&t[format!("added_{p}_ms")], &format!("{target} added {p}"));
+            }
+            let cpu = spread(&t["cpu_s_per_1000"], &format!("{target} cpu"));
+            assert!(cpu > 0.0, "{target}: no CPU time read from /proc");
+            let rss = spread(&t["peak_rss_mib"], &format!("{target} rss"));
+            assert!(rss > 1.0, "{target}: peak RSS {rss} MiB");
+        }
+    }
+    for (name, ratio) in at["ratios"].as_object().expect("ratios") {
+        assert!(spread(ratio, name) > 0.0, "{name}");
+    }
+    let saturation = &summary["sidecar"]["workers=1"]["saturation"];
+    assert!(spread(&saturation["targets"]["sidecar"]["rps"], "saturation") > rate);
+
+    // Webhook: the three servers answered the review; the paired figures exist.
+    let rate = number(&settings["webhook_rates"][0], "webhook rate");
+    let at = &summary["webhook"]["workers=1"][format!("{rate}")];
+    for target in ["webhook", "axum+rustls floor", "nginx floor"] {
+        let t = &at["targets"][target];
+        let rps = spread(&t["rps"], &format!("{target} rps"));
+        assert!((rps - rate).abs() <= rate * 0.2, "{target}: {rps} req/s");
+        assert!(spread(&t["cpu_us_per_request"], target) > 0.0);
+    }
+    for (name, figure) in at["paired"].as_object().expect("paired") {
+        spread(figure, name);
+    }
+
+    // Instructions: every process counted, over exactly the requests sent.
+    let counted = &summary["instructions"]["instructions_per_request"];
+    for target in [
+        "sidecar",
+        "sidecar+sanity",
+        "nginx",
+        "webhook",
+        "axum+rustls floor",
+    ] {
+        assert!(
+            counted[target].as_u64().is_some_and(|n| n > 1000),
+            "{target}: {counted}"
+        );
+    }
+    let requests = settings["instruction_requests"].as_u64().unwrap();
+    for sample in results["samples"].as_array().unwrap() {
+        if sample["scenario"] == "instructions" {
+            assert_eq!(sample["requests"].as_u64(), Some(requests), "{sample}");
+            assert!(Path::new(sample["profile"].as_str().unwrap()).exists());
+        }
+        if sample["scenario"] == "sidecar" && !sample["rate"].is_null() {
+            let expected = number(&sample["rate"], "rate") * seconds;
+            let sent = number(&sample["requests"], "requests");
+            assert!(
+                (sent - expected).abs() <= expected * 0.2,
+                "{sample}: {sent} requests where {expected} were due"
+            );
+        }
+    }
+
+    // The report: a targets table with a row per target, and the plots it links.
+    let md = std::fs::read_to_string(out.path().join("results.md")).expect("results.md");
+    assert!(md.contains("| target | bound | measured | met |"), "{md}");
+    for row in [
+        "sidecar CPU/request ÷ nginx",
+        "sidecar saturation throughput ÷ nginx",
+        "sidecar added p99",
+        "sidecar peak RSS",
+        "webhook CPU/review − nginx floor",
+        "webhook saturation throughput ÷ axum+rustls floor",
+    ] {
+        assert!(md.contains(row), "results.md lacks {row:?}:\n{md}");
+    }
+    for plot in results["plots"].as_array().expect("plots") {
+        let name = plot.as_str().unwrap();
+        let bytes = std::fs::read(out.path().join(name)).expect("plot file");
+        if name.ends_with(".png") {
+            assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}");
+        } else {
+            assert!(String::from_utf8_lossy(&bytes).contains("<svg"), "{name}");
+        }
+        assert!(md.contains(name), "results.md does not link {name}");
+    }
+    assert_eq!(results["plots"].as_array().unwrap().len(), 6);
+}
