@@ -78,6 +78,7 @@ pub struct Metrics {
     in_flight: Gauge,
     probes: Counter,
     upstream_errors: [Counter; 4],
+    upstream_connections: Counter,
     sanity_failures: Family<CheckLabel, Counter>,
     sanity_checked: Counter,
     sanity_unchecked: Counter,
@@ -142,6 +143,13 @@ impl Metrics {
         );
         let upstream_errors = UpstreamErrorKind::ALL
             .map(|k| upstream.get_or_create_owned(&KindLabel { kind: k.as_str() }));
+        let upstream_connections = Counter::default();
+        registry.register(
+            "upstream_connections",
+            "HTTP/1 connections opened to the model server (each carries many requests: \
+             kept alive and reused)",
+            upstream_connections.clone(),
+        );
         let sanity_failures = Family::<CheckLabel, Counter>::default();
         registry.register(
             "sanity_failures",
@@ -222,6 +230,7 @@ impl Metrics {
             in_flight,
             probes,
             upstream_errors,
+            upstream_connections,
             sanity_failures,
             sanity_checked,
             sanity_unchecked,
@@ -279,6 +288,10 @@ impl Metrics {
             .position(|k| *k == kind)
             .unwrap_or(0);
         self.upstream_errors[index].inc();
+    }
+
+    pub(crate) fn upstream_connection_opened(&self) {
+        self.upstream_connections.inc();
     }
 
     pub(crate) fn sanity_checked(&self, failed_checks: &[&str], truncated: bool) {

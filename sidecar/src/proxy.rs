@@ -4,6 +4,7 @@
 
 mod body;
 mod headers;
+mod pool;
 mod request_body;
 mod respond;
 
@@ -31,13 +32,14 @@ use crate::{
     window::Window,
 };
 use body::{Recorder, ResponseBody};
+use pool::{Lease, Pool, UpstreamError};
 
 /// Idle upstream connections are kept this long for reuse (keep-alive pooling).
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What the data path shares between requests.
 pub(crate) struct Shared {
-    h1: Client<HttpConnector, RequestBody>,
+    h1: Arc<Pool>,
     h2: Client<HttpConnector, RequestBody>,
     authority: Authority,
     upstream_timeout: Duration,
@@ -64,12 +66,15 @@ impl Proxy {
         checker: Arc<Checker>,
     ) -> Result<Self, SidecarError> {
         let authority = config.upstream_authority()?;
+        let h1 = Arc::new(Pool::new(
+            &authority,
+            config.connect_timeout,
+            POOL_IDLE_TIMEOUT,
+            metrics.clone(),
+        ));
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector.clone());
         // gRPC and other h2c clients get an h2c upstream (prior knowledge), so trailers
         // and multiplexing survive the hop.
         let h2 = Client::builder(TokioExecutor::new())
@@ -137,7 +142,14 @@ impl Proxy {
             });
         }
 
-        let uri = match upstream_uri(&shared.authority, &parts.uri) {
+        let h2 = parts.version == Version::HTTP_2;
+        let target = if h2 {
+            // hyper-util's client takes the absolute form and sends what HTTP/2 needs.
+            upstream_uri(&shared.authority, &parts.uri)
+        } else {
+            Ok(origin_form(&shared.authority, &parts))
+        };
+        parts.uri = match target {
             Ok(uri) => uri,
             Err(e) => {
                 tracing::warn!(request_id = ?request_id, error = %e, "request target cannot be forwarded");
@@ -149,15 +161,15 @@ impl Proxy {
                 ));
             }
         };
-        parts.uri = uri;
-        let h2 = parts.version == Version::HTTP_2;
-        parts.version = if h2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
-        let client = if h2 { &shared.h2 } else { &shared.h1 };
-        // Only empty or small, copied requests can be replayed: keep their head for that.
+        if !h2 {
+            parts.version = Version::HTTP_11;
+            // What hyper-util's client did: the client's Host stays, else the upstream's.
+            if let Ok(host) = http::HeaderValue::from_str(shared.authority.as_str()) {
+                parts.headers.entry(http::header::HOST).or_insert(host);
+            }
+        }
+        // Only empty or small, copied requests can be replayed once sent: keep their
+        // head for that.
         let mut retry_head = (empty || copy.is_some()).then(|| {
             let mut head = Request::new(());
             *head.method_mut() = parts.method.clone();
@@ -167,50 +179,52 @@ impl Proxy {
             head
         });
         let deadline = Instant::now() + shared.upstream_timeout;
-        let mut attempt = client.request(Request::from_parts(
-            parts,
-            RequestBody::new(body, shared.clone(), copy.clone()),
-        ));
-        let response = loop {
-            let error = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(Ok(response)) => break response,
-                Ok(Err(e)) => e,
-                Err(_) => {
-                    tracing::warn!(request_id = ?request_id, timeout = ?shared.upstream_timeout, "upstream did not answer in time");
-                    shared.metrics.upstream_error(UpstreamErrorKind::Timeout);
-                    return Ok(respond::upstream_failure(
-                        UpstreamErrorKind::Timeout,
-                        &request_id,
-                        recorder,
-                    ));
-                }
-            };
-            // Taking the head allows one replay at most.
-            let replay = if respond::closed_before_response(&error) {
-                retry_head.take().and_then(|head| {
-                    let bytes = if empty {
-                        Some(bytes::Bytes::new())
-                    } else {
-                        copy.as_ref().and_then(request_body::copied_body)
-                    };
-                    bytes.map(|bytes| (head, bytes))
-                })
-            } else {
-                None
-            };
-            if let Some((head, bytes)) = replay {
+        let mut request =
+            Request::from_parts(parts, RequestBody::new(body, shared.clone(), copy.clone()));
+        let exchange = async {
+            loop {
+                let error = match self.send(h2, request).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => e,
+                };
+                // Taking the head allows one replay at most.
+                let replay = if respond::closed_before_response(&error) {
+                    retry_head.take().and_then(|head| {
+                        let bytes = if empty {
+                            Some(bytes::Bytes::new())
+                        } else {
+                            copy.as_ref().and_then(request_body::copied_body)
+                        };
+                        bytes.map(|bytes| (head, bytes))
+                    })
+                } else {
+                    None
+                };
+                let Some((head, bytes)) = replay else {
+                    return Err(error);
+                };
                 tracing::debug!(request_id = ?request_id, error = %error, "upstream closed a kept-alive connection: sending again");
                 let (head, ()) = head.into_parts();
-                attempt = client.request(Request::from_parts(
-                    head,
-                    RequestBody::replay(bytes, shared.clone()),
-                ));
-                continue;
+                request = Request::from_parts(head, RequestBody::replay(bytes, shared.clone()));
             }
-            let kind = respond::classify(&error);
-            tracing::warn!(request_id = ?request_id, kind = kind.as_str(), error = ?error, "upstream request failed");
-            shared.metrics.upstream_error(kind);
-            return Ok(respond::upstream_failure(kind, &request_id, recorder));
+        };
+        let (response, lease) = match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                let kind = respond::classify(&error);
+                tracing::warn!(request_id = ?request_id, kind = kind.as_str(), error = ?error, "upstream request failed");
+                shared.metrics.upstream_error(kind);
+                return Ok(respond::upstream_failure(kind, &request_id, recorder));
+            }
+            Err(_) => {
+                tracing::warn!(request_id = ?request_id, timeout = ?shared.upstream_timeout, "upstream did not answer in time");
+                shared.metrics.upstream_error(UpstreamErrorKind::Timeout);
+                return Ok(respond::upstream_failure(
+                    UpstreamErrorKind::Timeout,
+                    &request_id,
+                    recorder,
+                ));
+            }
         };
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -222,8 +236,23 @@ impl Proxy {
         );
         Ok(Response::from_parts(
             parts,
-            ProxyBody::upstream(ResponseBody::new(body, recorder)),
+            ProxyBody::upstream(ResponseBody::new(body, recorder, lease)),
         ))
+    }
+
+    /// One exchange with the upstream: HTTP/1 through our pool, h2c through
+    /// hyper-util's multiplexing client.
+    async fn send(
+        &self,
+        h2: bool,
+        request: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<Lease>), UpstreamError> {
+        if h2 {
+            let response = self.shared.h2.request(request).await;
+            return response.map(|r| (r, None)).map_err(UpstreamError::Http2);
+        }
+        let (response, lease) = self.shared.h1.send(request).await?;
+        Ok((response, Some(lease)))
     }
 }
 
@@ -250,6 +279,18 @@ fn copy_limit(
         Some(n) if n <= limit => Some(n),
         None if kind == Some(Kind::KserveV1) => Some(limit),
         _ => None,
+    }
+}
+
+/// The request target of an HTTP/1 request to the upstream: the path and query
+/// (origin form), or the upstream's authority for CONNECT (authority form).
+fn origin_form(authority: &Authority, parts: &http::request::Parts) -> Uri {
+    if parts.method == http::Method::CONNECT {
+        return Uri::from(authority.clone());
+    }
+    match parts.uri.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
     }
 }
 

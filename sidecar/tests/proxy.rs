@@ -415,25 +415,27 @@ async fn admin_endpoints() {
     assert_eq!(r.status(), 503);
 }
 
-/// Reads one HTTP/1.1 request head and its content-length body from `s`; false at EOF.
-async fn read_request(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+/// Reads one HTTP/1.1 request head and its content-length body from `s`, and returns
+/// its request line; `None` at EOF.
+async fn read_request(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     use tokio::io::AsyncReadExt;
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
             let len: usize = head
+                .to_ascii_lowercase()
                 .lines()
                 .find_map(|l| l.strip_prefix("content-length:"))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
             if buf.len() >= end + 4 + len {
                 buf.drain(..end + 4 + len);
-                return true;
+                return head.lines().next().map(str::to_string);
             }
         }
         let mut chunk = [0u8; 4096];
         match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
@@ -452,7 +454,7 @@ async fn a_kept_alive_connection_closed_by_the_upstream_is_retried_once() {
         while let Ok((mut s, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                if read_request(&mut s, &mut buf).await {
+                if read_request(&mut s, &mut buf).await.is_some() {
                     let body = br#"{"predictions":[1]}"#;
                     let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                     let _ = s.write_all(&[head.as_bytes(), body].concat()).await;
@@ -561,4 +563,134 @@ async fn probes_pass_through_uncounted_and_readyz_runs_the_models_probe() {
         assert!(std::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// An upstream speaking raw HTTP/1.1 keep-alive that counts the connections it accepts.
+/// `/chunked` answers in chunks, `/big` with 4 MiB, any other path with itself.
+async fn counting_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(line) = read_request(&mut s, &mut buf).await {
+                    let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+                    let answer = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                            3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
+                            .to_vec(),
+                        "/big" => {
+                            let body = vec![b'x'; 4 << 20];
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            [head.as_bytes(), &body].concat()
+                        }
+                        other => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{other}",
+                            other.len()
+                        )
+                        .into_bytes(),
+                    };
+                    if s.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_one_with_an_unread_body_never_is() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = counting_upstream().await;
+    let sc = sidecar(up, "").await;
+    let client = reqwest::Client::new();
+    // One after another, length-delimited and chunked: one connection carries them all.
+    for i in 0..20 {
+        let path = if i % 2 == 0 {
+            "/chunked".to_string()
+        } else {
+            format!("/r{i}")
+        };
+        let r = client.get(sc.url(&path)).send().await.expect("response");
+        assert_eq!(r.status(), 200);
+        let want = if i % 2 == 0 {
+            "abcdef".to_string()
+        } else {
+            path.clone()
+        };
+        assert_eq!(r.text().await.expect("body"), want);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "sequential requests share a connection"
+    );
+
+    // Eight at a time: at most eight connections, however many rounds.
+    for round in 0..5 {
+        let answers = futures::future::join_all((0..8).map(|i| {
+            let client = client.clone();
+            let url = sc.url(&format!("/c{round}-{i}"));
+            async move { client.get(url).send().await?.text().await }
+        }))
+        .await;
+        for (i, answer) in answers.into_iter().enumerate() {
+            assert_eq!(answer.expect("answer"), format!("/c{round}-{i}"));
+        }
+    }
+    let concurrent = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&concurrent),
+        "{concurrent} connections for 8 at a time"
+    );
+
+    // A client that leaves in the middle of a 4 MiB body: that connection's stream is
+    // mid-body, so it must not carry the next request (whose answer would be the rest of
+    // the body).
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let r = fresh
+        .get(sc.url("/big"))
+        .send()
+        .await
+        .expect("head of the big body");
+    assert_eq!(r.status(), 200);
+    drop(r);
+    sc.wait_recorded(20 + 40 + 1).await;
+    for i in 0..8 {
+        let path = format!("/after{i}");
+        let r = client.get(sc.url(&path)).send().await.expect("response");
+        assert_eq!(
+            r.text().await.expect("body"),
+            path,
+            "an answer of its own, not the rest of /big"
+        );
+    }
+    let metrics = sc.metrics().await;
+    let opened = metrics
+        .lines()
+        .find(|l| l.starts_with("guardrail_upstream_connections_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("guardrail_upstream_connections_total");
+    assert_eq!(
+        opened as usize,
+        accepted.load(Ordering::SeqCst),
+        "{metrics}"
+    );
 }

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::{
     headers::grpc_failed,
+    pool::Lease,
     request_body::{copied_body, RequestCopy},
     Shared,
 };
@@ -267,15 +268,25 @@ pub(super) struct ResponseBody {
     /// first wait, and moved on only when it fires (no timer work per frame).
     last: Instant,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The HTTP/1 connection the body arrives on, handed back when the body has ended.
+    lease: Option<Lease>,
 }
 
 impl ResponseBody {
-    pub(super) fn new(inner: Incoming, recorder: Recorder) -> Self {
+    pub(super) fn new(inner: Incoming, recorder: Recorder, lease: Option<Lease>) -> Self {
         Self {
             inner,
             recorder,
             last: Instant::now(),
             idle: None,
+            lease,
+        }
+    }
+
+    /// The whole body has arrived: its connection can carry the next request.
+    fn ended(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
         }
     }
 
@@ -311,6 +322,7 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // hyper may stop polling once `is_end_stream` is true: that is a completion.
         let end = if self.inner.is_end_stream() {
+            self.ended();
             End::Complete
         } else {
             End::ClientGone
@@ -403,7 +415,10 @@ impl Body for ProxyBody {
                             .upstream_error(UpstreamErrorKind::Reset);
                         body.recorder.finish(End::UpstreamReset);
                     }
-                    None => body.recorder.finish(End::Complete),
+                    None => {
+                        body.ended();
+                        body.recorder.finish(End::Complete);
+                    }
                 }
                 Poll::Ready(frame.map(|f| f.map_err(BoxError::from)))
             }

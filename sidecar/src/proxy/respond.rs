@@ -1,12 +1,11 @@
 //! The one place where failures become HTTP responses.
 
-use std::error::Error as _;
-
 use http::{HeaderValue, Response};
 
 use super::{
     body::{ProxyBody, Recorder},
     headers::X_REQUEST_ID,
+    pool::UpstreamError,
 };
 use crate::metrics::UpstreamErrorKind;
 
@@ -60,31 +59,46 @@ pub(super) fn local(
     response
 }
 
-/// Sorts a client error into the kinds we count.
-pub(super) fn classify(e: &hyper_util::client::legacy::Error) -> UpstreamErrorKind {
-    if e.is_connect() {
-        return UpstreamErrorKind::Connect;
-    }
-    let mut source = e.source();
+/// The first hyper error in `e`'s chain (itself included).
+fn hyper_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
+    let mut source = Some(e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_user() {
-                return UpstreamErrorKind::Protocol;
-            }
-            return UpstreamErrorKind::Reset;
+            return Some(h);
         }
         source = s.source();
     }
-    UpstreamErrorKind::Reset
+    None
+}
+
+/// Sorts an upstream failure into the kinds we count.
+pub(super) fn classify(e: &UpstreamError) -> UpstreamErrorKind {
+    let exchange: &(dyn std::error::Error + 'static) = match e {
+        UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => {
+            return UpstreamErrorKind::Connect
+        }
+        UpstreamError::Http2(e) if e.is_connect() => return UpstreamErrorKind::Connect,
+        UpstreamError::Http1(e) => e,
+        UpstreamError::Http2(e) => e,
+    };
+    match hyper_error(exchange) {
+        Some(h) if h.is_parse() || h.is_parse_status() || h.is_user() => {
+            UpstreamErrorKind::Protocol
+        }
+        _ => UpstreamErrorKind::Reset,
+    }
 }
 
 /// The upstream closed the connection before answering (a kept-alive connection it had
 /// just closed): nothing was processed, so a small request may be sent again once.
-pub(super) fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
-    if e.is_connect() {
-        return false;
-    }
-    let mut source = e.source();
+pub(super) fn closed_before_response(e: &UpstreamError) -> bool {
+    let exchange: &(dyn std::error::Error + 'static) = match e {
+        UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => return false,
+        UpstreamError::Http2(e) if e.is_connect() => return false,
+        UpstreamError::Http1(e) => e,
+        UpstreamError::Http2(e) => e,
+    };
+    let mut source = Some(exchange);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() {
@@ -93,7 +107,7 @@ pub(super) fn closed_before_response(e: &hyper_util::client::legacy::Error) -> b
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-            return matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted);
+            return matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset);
         }
         source = s.source();
     }
