@@ -14,12 +14,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import instructions, report, sidecar, webhook
+from . import instructions, judgement, report, scale, sidecar, webhook
 from .procs import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
 OHA_VERSION = "1.16.0"
-SCENARIOS = ["sidecar", "webhook", "instructions"]
+SCENARIOS = ["sidecar", "webhook", "instructions", "scale", "judgement"]
 
 
 @dataclass
@@ -32,13 +32,23 @@ class Mode:
     seconds: float
     instruction_requests: int
     instruction_warmup: int
+    scale_rate: int = 200
+    connection_rate: int = 1000
+    scale_containers: list[int] = field(default_factory=lambda: [1, 5, 20, 50])
+    scale_rules: list[int] = field(default_factory=lambda: [1, 100, 1000])
+    scale_connections: list[int] = field(default_factory=lambda: [10, 100, 1000, 10000])
+    sim_grid: str = "quick"
+    sim_steps: int = 1000
 
 
 MODES = {
     # The suite's: seconds, on the debug binaries, so the harness cannot rot.
-    "smoke": Mode("smoke", [200], [100], [1], 1, 1.0, 200, 50),
+    "smoke": Mode("smoke", [200], [100], [1], 1, 1.0, 200, 50, scale_rate=100,
+                  connection_rate=100, scale_containers=[1, 5], scale_rules=[10],
+                  scale_connections=[10, 100], sim_steps=5),
     "quick": Mode("quick", [1000, 2000], [1000], [1], 5, 3.0, 5000, 500),
-    "full": Mode("full", [500, 1000, 2000, 5000], [1000], [1, 2], 5, 10.0, 20000, 1000),
+    "full": Mode("full", [500, 1000, 2000, 5000], [1000], [1, 2], 5, 10.0, 20000, 1000,
+                 sim_grid="full"),
 }
 
 
@@ -105,12 +115,13 @@ def binaries(bin_dir: Path | None) -> dict[str, Path]:
     target/debug, which it has built already)."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     if bin_dir is None:
-        print("cargo build --release (sidecar, webhook, tls_floor)", flush=True)
+        print("cargo build --release (sidecar, guardrail-sim, webhook, tls_floor)", flush=True)
         subprocess.run(["cargo", "build", "--release", "-p", "guardrail-sidecar", "-p",
                         "guardrail-webhook", "--bins", "--example", "tls_floor"],
                        check=True, cwd=ROOT)
         bin_dir = target / "release"
     bins = {"guardrail-sidecar": bin_dir / "guardrail-sidecar",
+            "guardrail-sim": bin_dir / "guardrail-sim",
             "guardrail-webhook": bin_dir / "guardrail-webhook",
             "tls_floor": bin_dir / "examples" / "tls_floor"}
     for name, path in bins.items():
@@ -196,6 +207,8 @@ def main(argv: list[str]) -> int:
     need = ["nginx"]
     need += ["haproxy"] if "sidecar" in chosen else []
     need += ["valgrind", "callgrind_control"] if "instructions" in chosen else []
+    if "scale" in chosen and "webhook" not in chosen:
+        parser.error("the scale scenario needs the webhook scenario (its certificate)")
     with tempfile.TemporaryDirectory(prefix="guardrail-bench-") as work:
         ctx = Context(root=ROOT, out=out, work=Path(work), logs=out / "logs", mode=mode,
                       oha=find_oha(install), bins=binaries(args.bin_dir),
@@ -204,15 +217,19 @@ def main(argv: list[str]) -> int:
         ctx.logs.mkdir(exist_ok=True)
         results = {"mode": mode.name, "mode_settings": mode.__dict__,
                    "environment": environment(ctx, args.bin_dir), "samples": [], "summary": {}}
-        # In SCENARIOS order: the webhook scenario writes the review and answer whose
-        # instruction counts the instructions scenario takes (it skips them otherwise).
+        # In SCENARIOS order: the webhook scenario writes the certificate, review and
+        # answer the instructions scenario (which skips them otherwise) and the scale
+        # scenario (which needs them) use.
         for name in [s for s in SCENARIOS if s in chosen]:
-            rows = {"sidecar": sidecar.run, "webhook": webhook.run,
-                    "instructions": instructions.run}[name](ctx)
+            runs = {"sidecar": sidecar.run, "webhook": webhook.run,
+                    "instructions": instructions.run, "scale": scale.run,
+                    "judgement": judgement.run}
+            rows = runs[name](ctx)
             results["samples"] += rows
-            results["summary"][name] = (instructions.summarise(rows) if name == "instructions"
-                                        else {"sidecar": sidecar.summarise,
-                                              "webhook": webhook.summarise}[name](rows, mode))
+            results["summary"][name] = (
+                instructions.summarise(rows) if name == "instructions"
+                else {"sidecar": sidecar.summarise, "webhook": webhook.summarise,
+                      "scale": scale.summarise, "judgement": judgement.summarise}[name](rows, mode))
         report.write(results, mode, out)
     print(f"\nresults: {out}/results.md", flush=True)
     print((out / "results.md").read_text(), flush=True)

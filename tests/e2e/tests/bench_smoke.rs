@@ -1,6 +1,7 @@
 //! `bench/run --smoke` on the debug binaries the suite built, so the harness of
 //! BENCHMARKS.md cannot rot: every scenario runs against its real baselines (nginx,
-//! HAProxy, the TLS floors, valgrind) for a second each, and the results folder must
+//! HAProxy, the TLS floors, valgrind) for a second each, the scale curves and the
+//! judgement grid for a few points and steps, and the results folder must
 //! hold every figure the report promises, consistent with the load that was sent.
 //! No number is judged here: debug builds say nothing about speed.
 
@@ -131,6 +132,42 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         }
     }
 
+    // Scale: every point of each curve was measured on its own server.
+    let scale = &summary["scale"];
+    for (curve, axis, key) in [
+        ("scale-webhook", "containers", "scale_containers"),
+        ("scale-webhook", "rules", "scale_rules"),
+        ("scale-connections", "connections", "scale_connections"),
+    ] {
+        for n in settings[key].as_array().expect("scale points") {
+            let point = &scale[curve][format!("{axis}={n}")];
+            spread(&point["latency_p99_ms"], &format!("{curve} {axis}={n}"));
+            assert!(spread(&point["cpu_us_per_request"], curve) > 0.0);
+        }
+    }
+
+    // Judgement: the simulation grid ran whole; every step is counted, and a canary
+    // whose every request fails is rolled back.
+    let judged = &summary["judgement"];
+    let cells = results["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["scenario"] == "judgement")
+        .count();
+    assert_eq!(judged["cells"].as_u64(), Some(cells as u64));
+    assert_eq!(cells, 32, "the quick grid is 4 rates × 8 error multiples");
+    let steps = settings["sim_steps"].as_u64().unwrap();
+    let healthy = judged["healthy_steps"].as_u64().unwrap();
+    assert!(healthy > 0 && healthy.is_multiple_of(steps), "{judged}");
+    let rate = number(&judged["false_rollback_rate"], "false rollback rate");
+    assert!((0.0..=1.0).contains(&rate), "{judged}");
+    let (bad, rolled) = (
+        judged["bad_steps"].as_u64().unwrap(),
+        judged["bad_rolled_back"].as_u64().unwrap(),
+    );
+    assert!(rolled > 0 && rolled <= bad, "{judged}");
+
     // The report: a targets table with a row per target, and the plots it links.
     let md = std::fs::read_to_string(out.path().join("results.md")).expect("results.md");
     assert!(md.contains("| target | bound | measured | met |"), "{md}");
@@ -141,6 +178,8 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         "sidecar peak RSS",
         "webhook CPU/review − nginx floor",
         "webhook saturation throughput ÷ axum+rustls floor",
+        "false rollbacks per healthy canary step",
+        "scale-connections p99",
     ] {
         assert!(md.contains(row), "results.md lacks {row:?}:\n{md}");
     }
@@ -154,5 +193,17 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         }
         assert!(md.contains(name), "results.md does not link {name}");
     }
-    assert_eq!(results["plots"].as_array().unwrap().len(), 6);
+    let plots: Vec<&str> = (results["plots"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    for plot in [
+        "sidecar-latency.svg",
+        "sidecar-cpu.png",
+        "throughput.svg",
+        "scale.png",
+        "judgement-delay.svg",
+    ] {
+        assert!(plots.contains(&plot), "no {plot} in {plots:?}");
+    }
+    assert!(md.contains("## Judgement"), "{md}");
 }
