@@ -20,6 +20,9 @@ from .procs import BenchError
 ROOT = Path(__file__).resolve().parents[2]
 OHA_VERSION = "1.16.0"
 SCENARIOS = ["sidecar", "webhook", "instructions", "scale", "judgement"]
+# Each scenario's module: run(ctx) -> rows, summarise(rows, mode) -> summary.
+MODULES = {"sidecar": sidecar, "webhook": webhook, "instructions": instructions,
+           "scale": scale, "judgement": judgement}
 
 
 @dataclass
@@ -221,15 +224,10 @@ def main(argv: list[str]) -> int:
         # answer the instructions scenario (which skips them otherwise) and the scale
         # scenario (which needs them) use.
         for name in [s for s in SCENARIOS if s in chosen]:
-            runs = {"sidecar": sidecar.run, "webhook": webhook.run,
-                    "instructions": instructions.run, "scale": scale.run,
-                    "judgement": judgement.run}
-            rows = runs[name](ctx)
+            scenario = MODULES[name]
+            rows = scenario.run(ctx)
             results["samples"] += rows
-            results["summary"][name] = (
-                instructions.summarise(rows) if name == "instructions"
-                else {"sidecar": sidecar.summarise, "webhook": webhook.summarise,
-                      "scale": scale.summarise, "judgement": judgement.summarise}[name](rows, mode))
+            results["summary"][name] = scenario.summarise(rows, mode)
         report.write(results, mode, out)
     print(f"\nresults: {out}/results.md", flush=True)
     print((out / "results.md").read_text(), flush=True)

@@ -88,7 +88,7 @@ def run(ctx) -> list[dict]:
     return rows
 
 
-def summarise(rows: list[dict]) -> dict:
+def summarise(rows: list[dict], mode=None) -> dict:
     per = {r["target"]: r["instructions_per_request"] for r in rows}
     ratios = {}
     if "sidecar" in per and "nginx" in per:

@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     h1: Arc<Pool>,
     h2: Client<HttpConnector, RequestBody>,
     authority: Authority,
+    /// `Host` for HTTP/1 requests that came without one: the upstream's authority.
+    host: http::HeaderValue,
     upstream_timeout: Duration,
     pub(crate) upstream_idle_timeout: Duration,
     /// The revision, for access log lines; `None` when the access log is off.
@@ -66,6 +68,9 @@ impl Proxy {
         checker: Arc<Checker>,
     ) -> Result<Self, SidecarError> {
         let authority = config.upstream_authority()?;
+        // An authority is valid header text.
+        let host = http::HeaderValue::from_str(authority.as_str())
+            .map_err(|e| SidecarError::invalid("upstream", e.to_string()))?;
         let h1 = Arc::new(Pool::new(
             &authority,
             config.connect_timeout,
@@ -86,6 +91,7 @@ impl Proxy {
                 h1,
                 h2,
                 authority,
+                host,
                 upstream_timeout: config.upstream_timeout,
                 upstream_idle_timeout: config.upstream_idle_timeout,
                 access_log: config.access_log.then(|| Arc::from(revision)),
@@ -164,9 +170,10 @@ impl Proxy {
         if !h2 {
             parts.version = Version::HTTP_11;
             // What hyper-util's client did: the client's Host stays, else the upstream's.
-            if let Ok(host) = http::HeaderValue::from_str(shared.authority.as_str()) {
-                parts.headers.entry(http::header::HOST).or_insert(host);
-            }
+            parts
+                .headers
+                .entry(http::header::HOST)
+                .or_insert_with(|| shared.host.clone());
         }
         // Only empty or small, copied requests can be replayed once sent: keep their
         // head for that.

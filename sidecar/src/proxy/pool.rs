@@ -28,7 +28,7 @@ const MAX_IDLE: usize = 1024;
 
 /// Where the upstream is: an address, or a name resolved at each connect (so a changed
 /// DNS answer is followed, as hyper-util's resolver does).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Target {
     Addr(SocketAddr),
     Name(String, u16),
@@ -53,6 +53,13 @@ pub(super) enum UpstreamError {
 struct Idle {
     sender: http1::SendRequest<RequestBody>,
     since: Instant,
+}
+
+impl Idle {
+    /// Still open (the upstream has not closed it) and not idle too long.
+    fn usable(&self, now: Instant, idle_timeout: Duration) -> bool {
+        !self.sender.is_closed() && now < self.since + idle_timeout
+    }
 }
 
 pub(super) struct Pool {
@@ -119,16 +126,11 @@ impl Pool {
             };
             // A reused sender is ready once its connection has read the previous
             // response to its end; it fails if the connection has closed since.
-            if sender.ready().await.is_err() {
+            if let Err(error) = sender.ready().await {
                 if reused {
                     continue;
                 }
-                return Err(UpstreamError::Http1(
-                    sender
-                        .ready()
-                        .await
-                        .expect_err("closed connections stay closed"),
-                ));
+                return Err(UpstreamError::Http1(error));
             }
             match sender.try_send_request(request).await {
                 Ok(response) => {
@@ -150,7 +152,7 @@ impl Pool {
     fn take(&self, now: Instant) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = idle.pop_back() {
-            if !entry.sender.is_closed() && now < entry.since + self.idle_timeout {
+            if entry.usable(now, self.idle_timeout) {
                 return Some(entry.sender);
             }
         }
@@ -171,7 +173,7 @@ impl Pool {
     /// Closes the idle connections that expired or were closed by the upstream.
     fn evict(&self, now: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|entry| !entry.sender.is_closed() && now < entry.since + self.idle_timeout);
+        idle.retain(|entry| entry.usable(now, self.idle_timeout));
     }
 
     async fn connect(self: &Arc<Self>) -> Result<http1::SendRequest<RequestBody>, UpstreamError> {

@@ -71,15 +71,20 @@ fn hyper_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper
     None
 }
 
+/// The error of the HTTP exchange; `None` when no connection was made.
+fn exchange(e: &UpstreamError) -> Option<&(dyn std::error::Error + 'static)> {
+    match e {
+        UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => None,
+        UpstreamError::Http2(e) if e.is_connect() => None,
+        UpstreamError::Http1(e) => Some(e),
+        UpstreamError::Http2(e) => Some(e),
+    }
+}
+
 /// Sorts an upstream failure into the kinds we count.
 pub(super) fn classify(e: &UpstreamError) -> UpstreamErrorKind {
-    let exchange: &(dyn std::error::Error + 'static) = match e {
-        UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => {
-            return UpstreamErrorKind::Connect
-        }
-        UpstreamError::Http2(e) if e.is_connect() => return UpstreamErrorKind::Connect,
-        UpstreamError::Http1(e) => e,
-        UpstreamError::Http2(e) => e,
+    let Some(exchange) = exchange(e) else {
+        return UpstreamErrorKind::Connect;
     };
     match hyper_error(exchange) {
         Some(h) if h.is_parse() || h.is_parse_status() || h.is_user() => {
@@ -92,13 +97,7 @@ pub(super) fn classify(e: &UpstreamError) -> UpstreamErrorKind {
 /// The upstream closed the connection before answering (a kept-alive connection it had
 /// just closed): nothing was processed, so a small request may be sent again once.
 pub(super) fn closed_before_response(e: &UpstreamError) -> bool {
-    let exchange: &(dyn std::error::Error + 'static) = match e {
-        UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } => return false,
-        UpstreamError::Http2(e) if e.is_connect() => return false,
-        UpstreamError::Http1(e) => e,
-        UpstreamError::Http2(e) => e,
-    };
-    let mut source = Some(exchange);
+    let mut source = exchange(e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             if h.is_incomplete_message() || h.is_canceled() {
@@ -107,7 +106,7 @@ pub(super) fn closed_before_response(e: &UpstreamError) -> bool {
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
-            return matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset);
+            return matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted);
         }
         source = s.source();
     }

@@ -122,12 +122,14 @@ async fn a_pod_that_disappears_is_missing_data_never_a_healthy_verdict() {
     }
     let judge_index = pods.iter().position(|p| p.pod == judge_pod).expect("judge");
     let judge = &pods[judge_index];
-    eventually("the revision is healthy with both pods", WAIT, || async {
+    // Healthy with both pods' reports in the sum (the judge can be healthy on its own
+    // report alone, before the other pod's arrives).
+    let requests_before = eventually("the revision is healthy with both pods", WAIT, || async {
         let v = judge.guardrails().await;
-        (v["verdict"]["state"] == json!("healthy")).then_some(())
+        let requests = finding(&v, "error_ratio")["requests"].clone();
+        (v["verdict"]["state"] == json!("healthy") && requests == json!(400)).then_some(requests)
     })
     .await;
-    let requests_before = finding(&judge.guardrails().await, "error_ratio")["requests"].clone();
     // The other pod goes away (its last report stays in the sum).
     pods.remove(1 - judge_index);
     let judge = &pods[0];
