@@ -14,6 +14,7 @@ pub mod cosign;
 pub mod metrics;
 pub mod registry;
 pub mod rules;
+pub mod tlog;
 pub mod trust_root;
 
 use std::collections::BTreeSet;

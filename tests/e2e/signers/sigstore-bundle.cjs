@@ -8,7 +8,11 @@
 // options: {registry, repository, digest, keyPem (PKCS#8 private key), username,
 //   password, subjectDigest? (sign another digest), predicateType?, predicate?,
 //   tlogTrustedRoot? (log the signature in a mock Rekor, write its trusted_root.json
-//   there), tlogOtherKey? (log it, but under a key other than the signer's)}
+//   there), tlogOtherKey? (log it, but under a key other than the signer's),
+//   tlogForm? ('v1': SET and inclusion proof, the default; 'v1-proof': inclusion proof
+//   only; 'v2': a Rekor v2 entry, proof only; 'v2-broken': one with a wrong audit path)}
+// A logged bundle is checked with sigstore-js's own verifier (@sigstore/verify) before
+// it is attached: it must accept it, or reject it when it is meant to be broken.
 // Prints the bundle JSON on stdout.
 'use strict';
 const crypto = require('node:crypto');
@@ -20,9 +24,11 @@ const { initializeTLog, rekorHandler } = require('@sigstore/mock');
 const { mock } = require('@sigstore/mock/dist/mock');
 const { generateKeyPair } = require('@sigstore/mock/dist/util/key');
 const { RekorWitness } = require('@sigstore/sign');
-const { rekorCanonicalEntry, trustedRootTlog } = require('./rekor.cjs');
-
-const REKOR = 'https://rekor.sigstore.dev';
+const { rekorV2Handler } = require('@sigstore/mock/dist/rekor/handler');
+const { Verifier, toSignedEntity, toTrustMaterial } = require('@sigstore/verify');
+const { bundleFromJSON } = require('@sigstore/bundle');
+const { TrustedRoot } = require('@sigstore/protobuf-specs');
+const { rekorCanonicalEntry, rekorV2Entry, trustedRootTlog, REKOR } = require('./rekor.cjs');
 
 const BUNDLE_MEDIA_TYPE = 'application/vnd.dev.sigstore.bundle.v0.3+json';
 const COSIGN_SIGN = 'https://sigstore.dev/cosign/sign/v1';
@@ -47,18 +53,22 @@ async function main() {
   };
   const witnesses = [];
   let tlogKeys;
+  let trustedRoot;
+  const form = o.tlogForm || 'v1';
+  const v2 = form.startsWith('v2');
   if (o.tlogTrustedRoot) {
     tlogKeys = generateKeyPair('prime256v1');
     const tlog = await initializeTLog(REKOR, tlogKeys);
-    mock(REKOR, rekorHandler(tlog, { strict: true }));
-    witnesses.push(new RekorWitness({ rekorBaseURL: REKOR }));
+    mock(REKOR, v2 ? rekorV2Handler(tlog, { strict: true }) : rekorHandler(tlog, { strict: true }));
+    witnesses.push(new RekorWitness({ rekorBaseURL: REKOR, majorApiVersion: v2 ? 2 : 1 }));
     const start = new Date(Date.now() - 3600 * 1000).toISOString();
-    fs.writeFileSync(o.tlogTrustedRoot, JSON.stringify({
+    trustedRoot = {
       mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
       tlogs: [trustedRootTlog(REKOR, tlog.publicKey, start)],
       certificateAuthorities: [],
       ctlogs: [],
-    }, null, 2));
+    };
+    fs.writeFileSync(o.tlogTrustedRoot, JSON.stringify(trustedRoot, null, 2));
   }
   const builder = new DSSEBundleBuilder({ signer, witnesses });
   const bundle = await builder.create({
@@ -67,10 +77,42 @@ async function main() {
   });
   const serialized = bundleToJSON(bundle);
   if (o.tlogTrustedRoot) {
-    const logged = o.tlogOtherKey
-      ? crypto.createPublicKey(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey).export({ type: 'spki', format: 'pem' })
-      : publicPem;
-    rekorCanonicalEntry(serialized, tlogKeys.privateKey, logged);
+    const loggedKey = o.tlogOtherKey
+      ? crypto.createPublicKey(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey)
+      : crypto.createPublicKey(publicPem);
+    if (v2) {
+      const details = loggedKey.asymmetricKeyType === 'ed25519' ? 'PKIX_ED25519' : 'PKIX_ECDSA_P256_SHA_256';
+      rekorV2Entry(serialized, tlogKeys.privateKey, loggedKey.export({ type: 'spki', format: 'der' }), details);
+    } else {
+      rekorCanonicalEntry(serialized, tlogKeys.privateKey, loggedKey.export({ type: 'spki', format: 'pem' }));
+    }
+    const entry = serialized.verificationMaterial.tlogEntries[0];
+    if (form === 'v1-proof') delete entry.inclusionPromise;
+    const broken = form === 'v2-broken';
+    if (broken) {
+      const proof = entry.inclusionProof;
+      // A wrong sibling hash, or a wrong index when the tree has no siblings.
+      if (proof.hashes.length > 0) proof.hashes[0] = Buffer.alloc(32, 7).toString('base64');
+      else proof.logIndex = '1';
+    }
+    // The oracle: sigstore-js's verifier on this bundle, with the signer's key and the log.
+    const trust = toTrustMaterial(TrustedRoot.fromJSON(trustedRoot), () => ({
+      publicKey: crypto.createPublicKey(publicPem),
+      validFor: () => true,
+    }));
+    let verdict = 'accepted';
+    try {
+      new Verifier(trust, { tlogThreshold: 1, ctlogThreshold: 0, timestampThreshold: 0 })
+        .verify(toSignedEntity(bundleFromJSON(serialized)));
+    } catch (e) {
+      verdict = `rejected: ${e.message}`;
+    }
+    // (sigstore-js does not compare a dsse entry's verifier with the signer: an entry
+    // naming another key is refused here, and by Guardrail, not by it.)
+    const expected = broken ? 'rejected' : 'accepted';
+    if (!o.tlogOtherKey && !verdict.startsWith(expected)) {
+      throw new Error(`@sigstore/verify ${verdict}, expected it to be ${expected}`);
+    }
   }
   const json = JSON.stringify(serialized);
   await attachArtifactToImage({

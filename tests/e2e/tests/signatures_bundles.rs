@@ -13,7 +13,7 @@ use guardrail_e2e::{
         cosign::{push_legacy_attestations, sign_with_keys, KeySigner},
         sigstore_js::{
             attach_attestation, attach_bundle, attach_keyless_bundle, attach_logged_bundle,
-            KeylessSigning,
+            KeylessSigning, LogForm,
         },
         verifier, write, RegistryOptions, TestRegistry,
     },
@@ -359,6 +359,7 @@ async fn transparency_required_counts_only_bundles_with_a_verified_log_entry_for
         &key,
         &logged,
         Some(&root),
+        LogForm::V1,
         false,
     );
     for mode in ["required", "optional"] {
@@ -372,6 +373,56 @@ async fn transparency_required_counts_only_bundles_with_a_verified_log_entry_for
             "{mode}"
         );
     }
+    // An entry proven by its inclusion proof alone (offline: the audit path to a
+    // checkpoint the log signed), from Rekor v1 without its SET and from Rekor v2.
+    for (tag, form) in [
+        ("proof-only", LogForm::V1ProofOnly),
+        ("rekor-v2", LogForm::V2),
+    ] {
+        let digest = s.reg.push_image("models/llm", tag).await;
+        let root = s.reg.dir.path().join(format!("{tag}-root.json"));
+        attach_logged_bundle(
+            &s.reg,
+            "models/llm",
+            &digest,
+            &key,
+            &digest,
+            Some(&root),
+            form,
+            false,
+        );
+        let (v, _) = verifier(
+            &transparency_config(&s.reg, &key, "required", &root),
+            Some(&s.auth_file),
+        );
+        assert_eq!(
+            v.check(&s.reg.pinned("models/llm", &digest)).await,
+            ImageVerdict::Allowed,
+            "{tag}"
+        );
+    }
+    // A Rekor v2 entry whose audit path does not lead to the signed checkpoint.
+    let broken = s.reg.push_image("models/llm", "broken-proof").await;
+    let broken_root = s.reg.dir.path().join("broken-root.json");
+    attach_logged_bundle(
+        &s.reg,
+        "models/llm",
+        &broken,
+        &key,
+        &broken,
+        Some(&broken_root),
+        LogForm::V2BrokenProof,
+        false,
+    );
+    let (v, _) = verifier(
+        &transparency_config(&s.reg, &key, "optional", &broken_root),
+        Some(&s.auth_file),
+    );
+    let reason = denied(v.check(&s.reg.pinned("models/llm", &broken)).await);
+    assert!(
+        reason.contains("inclusion proof does not verify"),
+        "{reason}"
+    );
     // Not logged: denied under required, allowed under optional.
     let unlogged = s.reg.push_image("models/llm", "unlogged").await;
     attach_bundle(&s.reg, "models/llm", &unlogged, &key, &unlogged);
@@ -397,6 +448,7 @@ async fn transparency_required_counts_only_bundles_with_a_verified_log_entry_for
         &key,
         &mislogged,
         Some(&other_root),
+        LogForm::V2,
         true,
     );
     let (v, _) = verifier(

@@ -11,8 +11,9 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use sha2::Digest as _;
 use sigstore::crypto::{CosignVerificationKey, Signature};
+
+use super::tlog;
 
 /// Media type of a Sigstore bundle v0.3 (layer and artifact type of the referrer).
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -303,98 +304,24 @@ impl Keyless {
             .map_err(|e| format!("signed payload is not an in-toto Statement: {e}"))
     }
 
-    /// The Rekor entry's SET, verified with the trusted root's key for its log.
+    /// The Rekor entry, verified with the trusted root's key for its log: its SET (the
+    /// integrated time sigstore-rs then trusts), and its inclusion proof if it has one.
     fn signed_entry_timestamp(&self, raw: &[u8]) -> Result<(), String> {
-        let entries = tlog_entries(raw)?;
+        let entries = tlog::entries(raw)?;
         let [entry] = entries.as_slice() else {
             return Err(format!(
                 "{} transparency log entries: a keyless signature needs exactly one Rekor entry",
                 entries.len()
             ));
         };
-        verify_set(entry, &self.rekor_keys)
+        let included = entry.verify_inclusion(&self.rekor_keys)?;
+        if included.integrated_time.is_none() {
+            // A Rekor v2 entry has no integrated time: the certificate's validity then
+            // needs an RFC 3161 timestamp, which this verifier does not read yet.
+            return Err("the Rekor entry has no Signed Entry Timestamp (a Rekor v2 entry): keyless bundles need a Rekor v1 entry".into());
+        }
+        Ok(())
     }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Material {
-    verification_material: Tlog,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Tlog {
-    #[serde(default)]
-    tlog_entries: Vec<TlogEntry>,
-}
-
-/// A Rekor v1 entry as a bundle carries it.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TlogEntry {
-    log_index: String,
-    log_id: LogId,
-    integrated_time: String,
-    canonicalized_body: String,
-    inclusion_promise: Option<Promise>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LogId {
-    key_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Promise {
-    signed_entry_timestamp: String,
-}
-
-fn tlog_entries(raw: &[u8]) -> Result<Vec<TlogEntry>, String> {
-    let material: Material =
-        serde_json::from_slice(raw).map_err(|e| format!("bundle verification material: {e}"))?;
-    Ok(material.verification_material.tlog_entries)
-}
-
-/// The entry's Signed Entry Timestamp, with the trusted root's key for its log: the
-/// log's signature over the canonical JSON of body, integratedTime, logID, logIndex.
-fn verify_set(
-    entry: &TlogEntry,
-    rekor_keys: &std::collections::BTreeMap<String, CosignVerificationKey>,
-) -> Result<(), String> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let log_id = hex::encode(
-        b64.decode(&entry.log_id.key_id)
-            .map_err(|e| format!("Rekor log id is not base64: {e}"))?,
-    );
-    let key = rekor_keys
-        .get(&log_id)
-        .ok_or_else(|| format!("Rekor log {log_id} is not in the trusted root"))?;
-    let promise = entry
-        .inclusion_promise
-        .as_ref()
-        .ok_or("the Rekor entry has no Signed Entry Timestamp (inclusion promise)")?;
-    let parse = |s: &str, what: &str| {
-        s.parse::<i64>()
-            .map_err(|e| format!("Rekor {what} {s:?}: {e}"))
-    };
-    let signed = serde_json::json!({
-        "body": entry.canonicalized_body,
-        "integratedTime": parse(&entry.integrated_time, "integratedTime")?,
-        "logID": log_id,
-        "logIndex": parse(&entry.log_index, "logIndex")?,
-    });
-    let canonical = serde_json_canonicalizer::to_vec(&signed).map_err(|e| e.to_string())?;
-    let set = b64
-        .decode(&promise.signed_entry_timestamp)
-        .map_err(|e| format!("SET is not base64: {e}"))?;
-    key.verify_signature(Signature::Raw(&set), &canonical)
-        .map_err(|_| {
-            "the Rekor entry's Signed Entry Timestamp does not verify with the trusted log key"
-                .to_string()
-        })
 }
 
 /// What a key rule asks of the transparency log (`transparency: optional|required`).
@@ -405,8 +332,8 @@ pub struct LogPolicy<'a> {
     pub key_ders: &'a [Vec<u8>],
 }
 
-/// The log entry of a key-signed DSSE bundle: its SET, and that it logs this payload,
-/// this signature and one of the keys that signed (Rekor's dsse v0.0.1 body).
+/// The log entry of a key-signed DSSE bundle: its inclusion (SET, inclusion proof),
+/// and that it logs this payload, this signature and one of the keys that signed.
 fn check_key_log_entry(
     raw: &[u8],
     payload: &[u8],
@@ -414,7 +341,7 @@ fn check_key_log_entry(
     signed: &[usize],
     log: &LogPolicy<'_>,
 ) -> Result<(), String> {
-    let entries = tlog_entries(raw)?;
+    let entries = tlog::entries(raw)?;
     let entry = match entries.as_slice() {
         [] if log.required => {
             return Err("no transparency log entry, and the rule's transparency is required".into())
@@ -428,35 +355,16 @@ fn check_key_log_entry(
             ))
         }
     };
-    verify_set(entry, log.rekor_keys)?;
+    entry.verify_inclusion(log.rekor_keys)?;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let body: serde_json::Value = b64
-        .decode(&entry.canonicalized_body)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or("the Rekor entry's body is not JSON")?;
-    if body["kind"] != "dsse" || body["apiVersion"] != "0.0.1" {
-        return Err(format!(
-            "the Rekor entry is a {} {} entry, not dsse 0.0.1",
-            body["kind"], body["apiVersion"]
-        ));
-    }
-    let spec = &body["spec"];
-    let payload_hash = hex::encode(sha2::Sha256::digest(payload));
-    let logged_signature = spec["signatures"][0]["signature"].as_str().unwrap_or("");
-    let verifier = spec["signatures"][0]["verifier"]
-        .as_str()
-        .and_then(|v| b64.decode(v).ok())
-        .and_then(|pem| pem_der(&pem));
-    let logs_this = spec["payloadHash"]["algorithm"] == "sha256"
-        && spec["payloadHash"]["value"].as_str() == Some(payload_hash.as_str())
-        && signatures.iter().any(|s| s.sig == logged_signature)
-        && verifier.is_some_and(|der| signed.iter().any(|&k| log.key_ders[k] == der));
-    if logs_this {
-        Ok(())
-    } else {
-        Err("the Rekor entry is not for this payload, signature and key".into())
-    }
+    let signatures: Vec<Vec<u8>> = signatures
+        .iter()
+        .filter_map(|s| b64.decode(&s.sig).ok())
+        .collect();
+    entry.logs_dsse(payload, &signatures, |verifier| match verifier {
+        tlog::Verifier::Key(der) => signed.iter().any(|&k| log.key_ders[k] == der),
+        tlog::Verifier::Certificate(_) => false,
+    })
 }
 
 /// The DER inside a PEM block.

@@ -80,7 +80,7 @@ fn run(script: &str, options: serde_json::Value) {
 /// `subject` (normally the same digest). The registry must ask for credentials
 /// (basic auth): @sigstore/oci pushes only after an auth challenge.
 pub fn attach_bundle(reg: &TestRegistry, repo: &str, digest: &str, key: &KeySigner, subject: &str) {
-    attach_logged_bundle(reg, repo, digest, key, subject, None, false);
+    attach_logged_bundle(reg, repo, digest, key, subject, None, LogForm::V1, false);
 }
 
 /// Attaches an attestation: a bundle signed by `key` of a Statement with
@@ -106,8 +106,34 @@ pub fn attach_attestation(
     );
 }
 
+/// How a logged bundle's entry looks (sigstore-bundle.cjs's `tlogForm`).
+#[derive(Clone, Copy, Debug)]
+pub enum LogForm {
+    /// Rekor v1: a Signed Entry Timestamp and an inclusion proof.
+    V1,
+    /// Rekor v1 with the inclusion proof only.
+    V1ProofOnly,
+    /// Rekor v2 (rekor-tiles): dsse 0.0.2 body, inclusion proof, no SET.
+    V2,
+    /// Rekor v2 with a wrong audit path (sigstore-js's verifier refuses it too).
+    V2BrokenProof,
+}
+
+impl LogForm {
+    fn name(self) -> &'static str {
+        match self {
+            LogForm::V1 => "v1",
+            LogForm::V1ProofOnly => "v1-proof",
+            LogForm::V2 => "v2",
+            LogForm::V2BrokenProof => "v2-broken",
+        }
+    }
+}
+
 /// [`attach_bundle`], logged in a mock Rekor whose trusted_root.json is written to
-/// `log_root` (with `other_key`, the entry names another key than the signer's).
+/// `log_root`, as `form` (with `other_key`, the entry names another key than the
+/// signer's).
+#[allow(clippy::too_many_arguments)]
 pub fn attach_logged_bundle(
     reg: &TestRegistry,
     repo: &str,
@@ -115,6 +141,7 @@ pub fn attach_logged_bundle(
     key: &KeySigner,
     subject: &str,
     log_root: Option<&std::path::Path>,
+    form: LogForm,
     other_key: bool,
 ) {
     let RegistryAuth::Basic(username, password) = reg.auth() else {
@@ -125,7 +152,7 @@ pub fn attach_logged_bundle(
         json!({
             "registry": reg.host, "repository": repo, "digest": digest, "subjectDigest": subject,
             "keyPem": key.private_pem(), "username": username, "password": password,
-            "tlogTrustedRoot": log_root, "tlogOtherKey": other_key,
+            "tlogTrustedRoot": log_root, "tlogOtherKey": other_key, "tlogForm": form.name(),
         }),
     );
 }
