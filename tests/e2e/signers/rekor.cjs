@@ -7,6 +7,8 @@ const canonicalize = require('canonicalize');
 
 const b64 = (buf) => Buffer.from(buf).toString('base64');
 const REKOR = 'https://rekor.sigstore.dev';
+// SHA-256 of the parts, concatenated.
+const sha = (...parts) => parts.reduce((h, p) => h.update(p), crypto.createHash('sha256')).digest();
 
 // @sigstore/mock's Rekor logs the *proposed* entry (spec.proposedContent). The real
 // Rekor's dsse v0.0.1 type logs its canonical form instead: the envelope's and payload's
@@ -14,15 +16,14 @@ const REKOR = 'https://rekor.sigstore.dev';
 // entry as the real Rekor would and sign its Signed Entry Timestamp with the mock log's
 // key, over the canonical JSON of {body, integratedTime, logID, logIndex}, as Rekor does.
 function rekorCanonicalEntry(serialized, logKey, verifierPem) {
-  const sha256 = (data) => crypto.createHash('sha256').update(data).digest('hex');
   const entry = serialized.verificationMaterial.tlogEntries[0];
   const envelope = serialized.dsseEnvelope;
   const body = {
     apiVersion: '0.0.1',
     kind: 'dsse',
     spec: {
-      envelopeHash: { algorithm: 'sha256', value: sha256(JSON.stringify(envelope)) },
-      payloadHash: { algorithm: 'sha256', value: sha256(Buffer.from(envelope.payload, 'base64')) },
+      envelopeHash: { algorithm: 'sha256', value: sha(JSON.stringify(envelope)).toString('hex') },
+      payloadHash: { algorithm: 'sha256', value: sha(Buffer.from(envelope.payload, 'base64')).toString('hex') },
       signatures: [{ signature: envelope.signatures[0].sig, verifier: b64(verifierPem) }],
     },
   };
@@ -55,7 +56,7 @@ function rekorV2Entry(serialized, logKey, verifierDer, keyDetails) {
       dsseV002: {
         payloadHash: {
           algorithm: 'SHA2_256',
-          digest: b64(crypto.createHash('sha256').update(Buffer.from(envelope.payload, 'base64')).digest()),
+          digest: b64(sha(Buffer.from(envelope.payload, 'base64'))),
         },
         signatures: [{
           content: envelope.signatures[0].sig,
@@ -72,7 +73,6 @@ function rekorV2Entry(serialized, logKey, verifierDer, keyDetails) {
 }
 
 // RFC 6962 section 2.1: leaf and interior node hashes, the tree head, the audit path.
-const sha = (...parts) => parts.reduce((h, p) => h.update(p), crypto.createHash('sha256')).digest();
 const leafHash = (data) => sha(Buffer.from([0]), data);
 const split = (n) => { let k = 1; while (k * 2 < n) k *= 2; return k; };
 function treeHead(leaves) {

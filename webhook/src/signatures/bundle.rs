@@ -314,8 +314,7 @@ impl Keyless {
                 entries.len()
             ));
         };
-        let included = entry.verify_inclusion(&self.rekor_keys)?;
-        if included.integrated_time.is_none() {
+        if entry.verify_inclusion(&self.rekor_keys)?.is_none() {
             // A Rekor v2 entry has no integrated time: the certificate's validity then
             // needs an RFC 3161 timestamp, which this verifier does not read yet.
             return Err("the Rekor entry has no Signed Entry Timestamp (a Rekor v2 entry): keyless bundles need a Rekor v1 entry".into());
@@ -362,7 +361,7 @@ fn check_key_log_entry(
         .filter_map(|s| b64.decode(&s.sig).ok())
         .collect();
     entry.logs_dsse(payload, &signatures, |verifier| match verifier {
-        tlog::Verifier::Key(der) => signed.iter().any(|&k| log.key_ders[k] == der),
+        tlog::Verifier::Key(der) => signed.iter().any(|&k| log.key_ders[k] == *der),
         tlog::Verifier::Certificate(_) => false,
     })
 }

@@ -34,6 +34,13 @@ struct Tlog {
     tlog_entries: Vec<TlogEntry>,
 }
 
+/// The bundle's log entries.
+pub fn entries(raw: &[u8]) -> Result<Vec<TlogEntry>, String> {
+    let material: Material =
+        serde_json::from_slice(raw).map_err(|e| format!("bundle verification material: {e}"))?;
+    Ok(material.verification_material.tlog_entries)
+}
+
 /// One log entry as a bundle carries it (protobuf JSON: int64 as strings, bytes as
 /// base64).
 #[derive(Deserialize)]
@@ -83,29 +90,14 @@ struct Checkpoint {
     envelope: String,
 }
 
-/// The bundle's log entries.
-pub fn entries(raw: &[u8]) -> Result<Vec<TlogEntry>, String> {
-    let material: Material =
-        serde_json::from_slice(raw).map_err(|e| format!("bundle verification material: {e}"))?;
-    Ok(material.verification_material.tlog_entries)
-}
-
-/// What a verified entry proves.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Included {
-    /// The integrated time, when a verified SET authenticates it (Rekor v1).
-    pub integrated_time: Option<i64>,
-    /// Whether an inclusion proof to a signed checkpoint was verified.
-    pub proof: bool,
-}
-
 impl TlogEntry {
     /// Every proof of inclusion the entry carries, with the trusted root's key for its
-    /// log (keyed by hex log id); at least one is needed.
+    /// log (keyed by hex log id); at least one is needed. Returns the integrated time
+    /// when a verified SET authenticates it (Rekor v1; Rekor v2 entries have none).
     pub fn verify_inclusion(
         &self,
         keys: &BTreeMap<String, CosignVerificationKey>,
-    ) -> Result<Included, String> {
+    ) -> Result<Option<i64>, String> {
         let log_id = hex::encode(
             B64.decode(&self.log_id.key_id)
                 .map_err(|e| format!("Rekor log id is not base64: {e}"))?,
@@ -117,23 +109,17 @@ impl TlogEntry {
             Some(promise) => Some(self.verify_set(promise, &log_id, key)?),
             None => None,
         };
-        let proof = match &self.inclusion_proof {
-            Some(proof) => {
-                self.verify_proof(proof, key)?;
-                true
+        match &self.inclusion_proof {
+            Some(proof) => self.verify_proof(proof, key)?,
+            None if integrated_time.is_none() => {
+                return Err(
+                    "the Rekor entry has neither a Signed Entry Timestamp nor an inclusion proof"
+                        .into(),
+                )
             }
-            None => false,
-        };
-        if integrated_time.is_none() && !proof {
-            return Err(
-                "the Rekor entry has neither a Signed Entry Timestamp nor an inclusion proof"
-                    .into(),
-            );
+            None => {}
         }
-        Ok(Included {
-            integrated_time,
-            proof,
-        })
+        Ok(integrated_time)
     }
 
     /// The SET: the log's signature over the canonical JSON of body, integratedTime,
@@ -212,7 +198,7 @@ impl TlogEntry {
         &self,
         payload: &[u8],
         signatures: &[Vec<u8>],
-        signer: impl Fn(Verifier<'_>) -> bool,
+        signer: impl Fn(&Verifier) -> bool,
     ) -> Result<(), String> {
         let raw = B64
             .decode(&self.canonicalized_body)
@@ -246,7 +232,7 @@ impl TlogEntry {
                     && B64
                         .decode(&sig.signature)
                         .is_ok_and(|s| signatures.contains(&s))
-                    && signer(verifier.as_verifier())
+                    && signer(&verifier)
             }
             ("dsse", "0.0.2") => {
                 let spec: SpecV002 = serde_json::from_value(body.spec)
@@ -256,8 +242,8 @@ impl TlogEntry {
                     return Err("the Rekor entry logs more than one signature".into());
                 };
                 let verifier = match (&sig.verifier.public_key, &sig.verifier.x509_certificate) {
-                    (Some(k), None) => B64.decode(&k.raw_bytes).ok().map(Der::Key),
-                    (None, Some(c)) => B64.decode(&c.raw_bytes).ok().map(Der::Certificate),
+                    (Some(k), None) => B64.decode(&k.raw_bytes).ok().map(Verifier::Key),
+                    (None, Some(c)) => B64.decode(&c.raw_bytes).ok().map(Verifier::Certificate),
                     _ => None,
                 }
                 .ok_or("the Rekor entry's verifier is neither a public key nor a certificate")?;
@@ -267,7 +253,7 @@ impl TlogEntry {
                     && B64
                         .decode(&sig.content)
                         .is_ok_and(|s| signatures.contains(&s))
-                    && signer(verifier.as_verifier())
+                    && signer(&verifier)
             }
             (kind, version) => {
                 return Err(format!(
@@ -290,34 +276,19 @@ fn parse_int(s: &str, what: &str) -> Result<i64, String> {
 
 /// Who a log entry says signed: the DER of a public key (SubjectPublicKeyInfo) or of a
 /// certificate.
-#[derive(Clone, Copy, Debug)]
-pub enum Verifier<'a> {
-    Key(&'a [u8]),
-    Certificate(&'a [u8]),
-}
-
-enum Der {
+#[derive(Debug)]
+pub enum Verifier {
     Key(Vec<u8>),
     Certificate(Vec<u8>),
 }
 
-impl Der {
-    fn as_verifier(&self) -> Verifier<'_> {
-        match self {
-            Der::Key(d) => Verifier::Key(d),
-            Der::Certificate(d) => Verifier::Certificate(d),
-        }
-    }
-}
-
 /// A PEM block's DER, typed by its label.
-fn pem_block(pem: &[u8]) -> Option<Der> {
-    let text = std::str::from_utf8(pem).ok()?;
+fn pem_block(pem: &[u8]) -> Option<Verifier> {
     let der = super::bundle::pem_der(pem)?;
-    if text.contains("BEGIN CERTIFICATE") {
-        Some(Der::Certificate(der))
+    if std::str::from_utf8(pem).ok()?.contains("BEGIN CERTIFICATE") {
+        Some(Verifier::Certificate(der))
     } else {
-        Some(Der::Key(der))
+        Some(Verifier::Key(der))
     }
 }
 
@@ -393,9 +364,9 @@ mod tests {
     fn entry(fields: &str, body: &serde_json::Value) -> TlogEntry {
         let body = B64.encode(serde_json::to_vec(body).unwrap());
         let raw = format!(
-            r#"{{"verificationMaterial":{{"tlogEntries":[{{"logIndex":"1","logId":{{"keyId":"AAAA"}},"canonicalizedBody":"{body}"{fields}}}]}}}}"#
+            r#"{{"logIndex":"1","logId":{{"keyId":"AAAA"}},"canonicalizedBody":"{body}"{fields}}}"#
         );
-        entries(raw.as_bytes()).unwrap().remove(0)
+        serde_json::from_str(&raw).unwrap()
     }
 
     fn keys() -> BTreeMap<String, CosignVerificationKey> {
@@ -450,7 +421,7 @@ mod tests {
                                  "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}]}}})
         };
         let hash = sha2::Sha256::digest(payload);
-        let is_key = |v: Verifier<'_>| matches!(v, Verifier::Key(d) if d == b"key-der");
+        let is_key = |v: &Verifier| matches!(v, Verifier::Key(d) if d == b"key-der");
         let signatures = [b"sig".to_vec()];
         entry("", &body(&hash, b"sig"))
             .logs_dsse(payload, &signatures, is_key)
