@@ -14,15 +14,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import instructions, judgement, report, scale, sidecar, webhook
+from . import instructions, judgement, report, scale, sidecar, signatures, webhook
 from .procs import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
 OHA_VERSION = "1.16.0"
-SCENARIOS = ["sidecar", "webhook", "instructions", "scale", "judgement"]
+SCENARIOS = ["sidecar", "webhook", "signatures", "instructions", "scale", "judgement"]
 # Each scenario's module: run(ctx) -> rows, summarise(rows, mode) -> summary.
-MODULES = {"sidecar": sidecar, "webhook": webhook, "instructions": instructions,
-           "scale": scale, "judgement": judgement}
+MODULES = {"sidecar": sidecar, "webhook": webhook, "signatures": signatures,
+           "instructions": instructions, "scale": scale, "judgement": judgement}
 
 
 @dataclass
@@ -42,14 +42,21 @@ class Mode:
     scale_connections: list[int] = field(default_factory=lambda: [10, 100, 1000, 10000])
     sim_grid: str = "quick"
     sim_steps: int = 1000
+    # Signature checks per kind and repetition: cold (registry round-trips), warm
+    # (cached), and cached checks for the throughput figure.
+    signature_cold: int = 300
+    signature_warm: int = 20000
+    signature_checks: int = 50000
 
 
 MODES = {
     # The suite's: seconds, on the debug binaries, so the harness cannot rot.
     "smoke": Mode("smoke", [200], [100], [1], 1, 1.0, 200, 50, scale_rate=100,
                   connection_rate=100, scale_containers=[1, 5], scale_rules=[10],
-                  scale_connections=[10, 100], sim_steps=5),
-    "quick": Mode("quick", [1000, 2000], [1000], [1], 5, 3.0, 5000, 500),
+                  scale_connections=[10, 100], sim_steps=5, signature_cold=3,
+                  signature_warm=100, signature_checks=1000),
+    "quick": Mode("quick", [1000, 2000], [1000], [1], 5, 3.0, 5000, 500, signature_cold=100,
+                  signature_warm=5000, signature_checks=20000),
     "full": Mode("full", [500, 1000, 2000, 5000], [1000], [1, 2], 5, 10.0, 20000, 1000,
                  sim_grid="full"),
 }
@@ -90,7 +97,8 @@ def find_oha(install: bool) -> str:
 
 
 DEBIAN = {"nginx": "nginx-light", "haproxy": "haproxy", "valgrind": "valgrind",
-          "callgrind_control": "valgrind"}
+          "callgrind_control": "valgrind", "docker-registry": "docker-registry",
+          "htpasswd": "apache2-utils"}
 
 
 def find_tools(names: list[str], install: bool) -> dict[str, str]:
@@ -113,23 +121,52 @@ def find_tools(names: list[str], install: bool) -> dict[str, str]:
     return tools
 
 
+def find_sigstore_js(install: bool) -> str:
+    """sigstore-js's node_modules, the signer of the v3 bundles: $GUARDRAIL_SIGSTORE_JS or
+    the cache, else `npm install`ed there once from tests/e2e/signers/package.json (what
+    tests/setup/sigstore-js.sh does for the suite)."""
+    if os.environ.get("GUARDRAIL_SIGSTORE_JS"):
+        return os.environ["GUARDRAIL_SIGSTORE_JS"]
+    home = cache_dir() / "sigstore-js"
+    pinned = (ROOT / "tests/e2e/signers/package.json").read_text()
+    ours = home / "package.json"
+    if (home / "node_modules/@sigstore/oci").is_dir() and ours.exists() \
+            and ours.read_text() == pinned:
+        return str(home / "node_modules")
+    if not install:
+        raise BenchError(f"sigstore-js is missing from {home}: drop --no-install")
+    if not shutil.which("npm"):
+        raise BenchError("npm is missing (sigstore-js signs the v3 bundles): install Node.js")
+    print(f"npm install sigstore-js into {home}", flush=True)
+    home.mkdir(parents=True, exist_ok=True)
+    ours.write_text(pinned)
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=home,
+                   check=True, stdout=subprocess.DEVNULL)
+    return str(home / "node_modules")
+
+
 def binaries(bin_dir: Path | None) -> dict[str, Path]:
     """Release builds unless --bin-dir names a folder of built ones (the suite passes
     target/debug, which it has built already)."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     if bin_dir is None:
-        print("cargo build --release (sidecar, guardrail-sim, webhook, tls_floor)", flush=True)
+        print("cargo build --release (sidecar, guardrail-sim, webhook, tls_floor, "
+              "signatures_latency)", flush=True)
         subprocess.run(["cargo", "build", "--release", "-p", "guardrail-sidecar", "-p",
-                        "guardrail-webhook", "--bins", "--example", "tls_floor"],
+                        "guardrail-webhook", "--bins", "--example", "tls_floor", "-p",
+                        "guardrail-e2e", "--example", "signatures_latency"],
                        check=True, cwd=ROOT)
         bin_dir = target / "release"
+    bin_dir = bin_dir.resolve()  # scenarios run some of them from their own folders
     bins = {"guardrail-sidecar": bin_dir / "guardrail-sidecar",
             "guardrail-sim": bin_dir / "guardrail-sim",
             "guardrail-webhook": bin_dir / "guardrail-webhook",
-            "tls_floor": bin_dir / "examples" / "tls_floor"}
+            "tls_floor": bin_dir / "examples" / "tls_floor",
+            "signatures_latency": bin_dir / "examples" / "signatures_latency"}
+    examples = {"tls_floor": "guardrail-webhook", "signatures_latency": "guardrail-e2e"}
     for name, path in bins.items():
         if not path.exists():
-            how = ("cargo build -p guardrail-webhook --example tls_floor" if name == "tls_floor"
+            how = (f"cargo build -p {examples[name]} --example {name}" if name in examples
                    else "cargo build --workspace --bins")
             raise BenchError(f"{path} is missing: {how}")
     return bins
@@ -157,6 +194,8 @@ def environment(ctx: Context, bin_dir: Path | None) -> dict:
              else "?",
              "haproxy": version([ctx.tools["haproxy"], "-v"]).split()[2]
              if "haproxy" in ctx.tools else "?"}
+    if "docker-registry" in ctx.tools:
+        tools["docker-registry"] = version([ctx.tools["docker-registry"], "--version"]).split()[-1]
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
             "commit": commit + ("+dirty" if dirty not in ("", "?") else ""),
@@ -180,13 +219,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", help="override the mode's worker counts, e.g. 1,2")
     parser.add_argument("--setup", action="store_true",
                         help="install what the benchmarks need (oha, nginx, haproxy, "
-                             "valgrind, the plotting venv), then exit")
+                             "valgrind, docker-registry, sigstore-js, the plotting venv), "
+                             "then exit")
     parser.add_argument("--no-install", action="store_true",
                         help="fail instead of installing a missing tool")
     args = parser.parse_args(argv)
     if args.setup:
         find_oha(True)
         find_tools(list(DEBIAN), True)
+        find_sigstore_js(True)
         return 0
     mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.repetitions:
@@ -210,12 +251,15 @@ def main(argv: list[str]) -> int:
     need = ["nginx"]
     need += ["haproxy"] if "sidecar" in chosen else []
     need += ["valgrind", "callgrind_control"] if "instructions" in chosen else []
+    need += ["docker-registry", "htpasswd"] if "signatures" in chosen else []
     if "scale" in chosen and "webhook" not in chosen:
         parser.error("the scale scenario needs the webhook scenario (its certificate)")
     with tempfile.TemporaryDirectory(prefix="guardrail-bench-") as work:
         ctx = Context(root=ROOT, out=out, work=Path(work), logs=out / "logs", mode=mode,
                       oha=find_oha(install), bins=binaries(args.bin_dir),
                       tools=find_tools(need, install))
+        if "signatures" in chosen:
+            ctx.tools["sigstore-js"] = find_sigstore_js(install)
         Path(work).chmod(0o755)
         ctx.logs.mkdir(exist_ok=True)
         results = {"mode": mode.name, "mode_settings": mode.__dict__,

@@ -17,7 +17,8 @@ from .sidecar import PROXIES  # noqa: E402
 def fmt(s: dict | None, digits: int = 3) -> str:
     if not s:
         return "–"
-    m, lo, hi = (round(s[k], digits) for k in ("median", "min", "max"))
+    m, lo, hi = (round(s[k], digits) if digits else int(round(s[k]))
+                 for k in ("median", "min", "max"))
     return f"{m} ({lo}–{hi})" if s["n"] > 1 else f"{m}"
 
 
@@ -67,6 +68,14 @@ def targets(results: dict, mode) -> list[tuple[str, str, str, bool | None]]:
               lambda v: v <= 65)
         check(f"webhook p99 at {hook_rate}/s (ms)", "≤ 2",
               per[hook_rate]["targets"]["webhook"]["latency_p99_ms"], lambda v: v <= 2)
+    sig = results["summary"].get("signatures")
+    if sig:
+        warm = sig["kinds"]["warm"]
+        check("warm signature check p99 (µs)", "≤ 100", warm["p99_us"], lambda v: v <= 100)
+        for kind, figures in sig["kinds"].items():
+            if kind != "warm":
+                check(f"{kind} verification p99 (ms)", "≤ 50", figures["p99_ms"],
+                      lambda v: v <= 50)
     judged = results["summary"].get("judgement")
     if judged and judged["false_rollback_rate"] is not None:
         out.append(("false rollbacks per healthy canary step (guardrail-sim)",
@@ -141,6 +150,20 @@ def markdown(results: dict, mode) -> str:
             for rate, entry in per.items():
                 lines.append(f"| {rate} | " + " | ".join(fmt(v, 2) for v in entry["paired"].values())
                              + " |")
+    sig = results["summary"].get("signatures")
+    if sig:
+        lines += ["", "## Signature verification (local docker-registry on loopback; "
+                  "v3 bundles by sigstore-js through the referrers tag schema)", "",
+                  "| check | checks per run | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|"]
+        for kind, f in sig["kinds"].items():
+            unit = "us" if kind == "warm" else "ms"
+            lines.append(f"| {kind} ({'µs' if unit == 'us' else 'ms'}) | {f['checks']} | " +
+                         " | ".join(fmt(f[f"{p}_{unit}"], 2) for p in ("p50", "p90", "p99", "max"))
+                         + " |")
+        lines += ["", "Registry requests per cold check: " + ", ".join(
+            f"{k} {fmt(v, 1)}" for k, v in sig["registry_requests_per_cold_check"].items()) +
+            f"; cached checks per second (4 tasks, 2 worker threads): "
+            f"{fmt(sig['cached_checks_per_s'], 0)}."]
     ins = results["summary"].get("instructions")
     if ins:
         lines += ["", "## Instructions per request (callgrind, one worker)", "",
@@ -232,6 +255,20 @@ def plots(results: dict, mode, out: Path) -> list[str]:
             ax.set(title=f"Throughput at saturation: {title}", ylabel="requests/s")
             ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         save(fig, "throughput")
+    sig = results["summary"].get("signatures")
+    if sig:
+        cold = [k for k in sig["kinds"] if k != "warm"]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for i, p in enumerate(("p50", "p99")):
+            ss = [sig["kinds"][k][f"{p}_ms"] for k in cold]
+            ax.bar([x + 0.4 * i for x in range(len(cold))], [s["median"] for s in ss],
+                   width=0.4, label=p, yerr=[[s["median"] - s["min"] for s in ss],
+                                             [s["max"] - s["median"] for s in ss]], capsize=3)
+        ax.axhline(50, color="grey", linestyle="--", linewidth=0.8, label="cold p99 target")
+        ax.set_xticks([x + 0.2 for x in range(len(cold))], [k[5:] for k in cold], fontsize=8)
+        ax.set(title="Cold signature verification (local registry)", ylabel="ms")
+        ax.legend(fontsize=7)
+        save(fig, "signatures")
     if sc:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
         curves = [

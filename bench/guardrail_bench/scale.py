@@ -52,7 +52,7 @@ def rules_config(rules: int, key_pem: str) -> str:
     """`rules` signature rules, none of which names the pod's images (`noMatch: allow`:
     other teams' rules): the cost of matching an image against every rule, with no
     registry involved. A covered image's verification is cached after its first review,
-    and cold verification is measured by the signatures_latency example."""
+    and cold verification is the signatures scenario's."""
     return json.dumps({
         "apiVersion": "guardrail.dev/v1alpha1", "kind": "GuardrailConfig",
         "signatures": {"noMatch": "allow", "rules": [

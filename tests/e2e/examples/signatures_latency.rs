@@ -1,10 +1,14 @@
 //! Signature verification latency against a local `docker-registry` (loopback):
-//! cold (cache bypassed, registry round-trips) and warm (cached) p50/p99, and
+//! cold (cache bypassed, registry round-trips) and warm (cached) percentiles for each
+//! kind of signature (legacy `.sig` with a key and keyless; cosign v3 bundles, made by
+//! sigstore-js, with a key and keyless), registry requests per cold check, and the
 //! in-process throughput of `check()` with every image cached.
 //!
-//!   cargo run --release -p guardrail-e2e --example signatures_latency
+//!   cargo run --release -p guardrail-e2e --example signatures_latency -- \
+//!       [--cold 300] [--warm 20000] [--checks 50000] [--json out.json]
 //!
-//! Numbers go into reports, never into test assertions.
+//! `bench/run` runs it once per repetition (its `signatures` scenario). Numbers go
+//! into reports, never into test assertions.
 
 use std::time::{Duration, Instant};
 
@@ -12,28 +16,88 @@ use guardrail_e2e::registry::cosign::{payload, push_signatures, sign_with_keys, 
 use guardrail_e2e::registry::keyless::{Identity, TestSigstore};
 use guardrail_e2e::registry::sigstore_js::{attach_bundle, attach_keyless_bundle, KeylessSigning};
 use guardrail_e2e::registry::{verifier, write, RegistryOptions, TestRegistry};
-use guardrail_webhook::signatures::ImageVerdict;
+use guardrail_webhook::signatures::{ImageVerdict, SignatureVerifier};
+use oci_client::Reference;
+use serde_json::{json, Value};
 
-const COLD: usize = 300;
-const WARM: usize = 20_000;
 const THROUGHPUT_TASKS: usize = 4;
-const THROUGHPUT_CHECKS: usize = 50_000;
 
-fn percentiles(name: &str, mut samples: Vec<Duration>) {
+struct Args {
+    cold: usize,
+    warm: usize,
+    checks: usize,
+    json: Option<std::path::PathBuf>,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        cold: 300,
+        warm: 20_000,
+        checks: 50_000,
+        json: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .unwrap_or_else(|| panic!("{flag} needs a value (see the usage at the top)"));
+        let count = || -> usize {
+            value
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| panic!("{flag} {value}: expected a positive count"))
+        };
+        match flag.as_str() {
+            "--cold" => args.cold = count(),
+            "--warm" => args.warm = count(),
+            "--checks" => args.checks = count(),
+            "--json" => args.json = Some(value.into()),
+            _ => panic!("unknown argument {flag}: --cold N --warm N --checks N --json PATH"),
+        }
+    }
+    args
+}
+
+/// `n` timed checks of `image`, each of which must allow it.
+async fn timed(v: &SignatureVerifier, image: &Reference, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let verdict = v.check(image).await;
+        samples.push(t.elapsed());
+        assert_eq!(verdict, ImageVerdict::Allowed, "{image}");
+    }
+    samples
+}
+
+/// Nearest-rank percentiles in microseconds, printed and returned.
+fn percentiles(name: &str, mut samples: Vec<Duration>) -> Value {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    let us = |d: Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
     println!(
-        "{name:>12}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
+        "{name:>20}: n={} p50={:?} p90={:?} p99={:?} max={:?}",
         samples.len(),
         at(0.50),
         at(0.90),
         at(0.99),
         at(1.0)
     );
+    json!({"n": samples.len(), "p50_us": us(at(0.50)), "p90_us": us(at(0.90)),
+           "p99_us": us(at(0.99)), "max_us": us(at(1.0))})
+}
+
+fn registry_requests(reg: &TestRegistry) -> usize {
+    (reg.log().lines())
+        .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
+        .count()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args = args();
+    let mut kinds = serde_json::Map::new();
     let reg = TestRegistry::start(RegistryOptions::default());
     let key = KeySigner::new();
     let digest = reg.push_image("models/llm", "v1").await;
@@ -50,40 +114,14 @@ async fn main() {
 
     // Cold: results expire at once, so every check goes to the registry.
     let (cold, _) = verifier(&config("{positiveTtl: 1ns, negativeTtl: 1ns}"), None);
-    let sig_path = format!("/manifests/{}.sig", digest.replace(':', "-"));
-    let before = reg
-        .log()
-        .lines()
-        .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
-        .count();
-    let mut samples = Vec::with_capacity(COLD);
-    for _ in 0..COLD {
-        let t = Instant::now();
-        let verdict = cold.check(&image).await;
-        samples.push(t.elapsed());
-        assert_eq!(verdict, ImageVerdict::Allowed);
-    }
-    let after = reg
-        .log()
-        .lines()
-        .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
-        .count();
-    percentiles("cold", samples);
-    if std::env::var_os("SHOW_REQUESTS").is_some() {
-        let log = reg.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| l.starts_with("127.0.0.1 - "))
-            .collect();
-        for l in &lines[lines.len().saturating_sub(17)..] {
-            println!("{l}");
-        }
-    }
-    println!(
-        "       registry requests per cold check: {:.1} (signature manifest fetched {} times)",
-        (after - before) as f64 / COLD as f64,
-        reg.requests_for(&sig_path)
+    let before = registry_requests(&reg);
+    let samples = timed(&cold, &image, args.cold).await;
+    let per_check = (registry_requests(&reg) - before) as f64 / args.cold as f64;
+    kinds.insert(
+        "cold key .sig".into(),
+        percentiles("cold key .sig", samples),
     );
+    println!("registry requests per cold key .sig check: {per_check:.1}");
 
     // Keyless cold path: sigstore-rs fetches the layers and checks chain and SET.
     let sigstore = TestSigstore::new();
@@ -107,14 +145,11 @@ async fn main() {
     );
     let (keyless, _) = verifier(&keyless_config, None);
     let keyless_image = reg.pinned("models/llm", &keyless_digest);
-    let mut samples = Vec::with_capacity(COLD);
-    for _ in 0..COLD {
-        let t = Instant::now();
-        let verdict = keyless.check(&keyless_image).await;
-        samples.push(t.elapsed());
-        assert_eq!(verdict, ImageVerdict::Allowed);
-    }
-    percentiles("cold keyless", samples);
+    let samples = timed(&keyless, &keyless_image, args.cold).await;
+    kinds.insert(
+        "cold keyless .sig".into(),
+        percentiles("cold keyless .sig", samples),
+    );
 
     // Cold v3 bundle (key-signed, OCI referrers through the tag schema), made by
     // sigstore-js; the registry asks for credentials, as @sigstore/oci needs.
@@ -139,14 +174,14 @@ async fn main() {
     );
     let (bundles, _) = verifier(&bundle_config, Some(&auth_file));
     let bundle_image = authed.pinned("models/llm", &bundle_digest);
-    let mut samples = Vec::with_capacity(COLD);
-    for _ in 0..COLD {
-        let t = Instant::now();
-        let verdict = bundles.check(&bundle_image).await;
-        samples.push(t.elapsed());
-        assert_eq!(verdict, ImageVerdict::Allowed);
-    }
-    percentiles("cold bundle", samples);
+    let before = registry_requests(&authed);
+    let samples = timed(&bundles, &bundle_image, args.cold).await;
+    let bundle_per_check = (registry_requests(&authed) - before) as f64 / args.cold as f64;
+    kinds.insert(
+        "cold key v3 bundle".into(),
+        percentiles("cold key v3 bundle", samples),
+    );
+    println!("registry requests per cold key v3 bundle check: {bundle_per_check:.1}");
 
     // Cold keyless v3 bundle (mock Fulcio and Rekor in the signer's process).
     let keyless_bundle_digest = authed.push_image("models/llm", "v3-keyless").await;
@@ -174,32 +209,26 @@ async fn main() {
     );
     let (keyless_bundles, _) = verifier(&keyless_bundle_config, Some(&auth_file));
     let keyless_bundle_image = authed.pinned("models/llm", &keyless_bundle_digest);
-    let mut samples = Vec::with_capacity(COLD);
-    for _ in 0..COLD {
-        let t = Instant::now();
-        let verdict = keyless_bundles.check(&keyless_bundle_image).await;
-        samples.push(t.elapsed());
-        assert_eq!(verdict, ImageVerdict::Allowed);
-    }
-    percentiles("cold keyless bundle", samples);
+    let samples = timed(&keyless_bundles, &keyless_bundle_image, args.cold).await;
+    kinds.insert(
+        "cold keyless v3 bundle".into(),
+        percentiles("cold keyless v3 bundle", samples),
+    );
 
+    // Warm: the verdict is cached after the first check, for the key .sig image and
+    // the keyless v3 bundle alike (the cache does not care what it verified).
     let (warm, _) = verifier(&config("{}"), None);
     assert_eq!(warm.check(&image).await, ImageVerdict::Allowed);
-    let mut samples = Vec::with_capacity(WARM);
-    for _ in 0..WARM {
-        let t = Instant::now();
-        let verdict = warm.check(&image).await;
-        samples.push(t.elapsed());
-        assert_eq!(verdict, ImageVerdict::Allowed);
-    }
-    percentiles("warm", samples);
+    let samples = timed(&warm, &image, args.warm).await;
+    kinds.insert("warm".into(), percentiles("warm", samples));
 
     let started = Instant::now();
+    let per_task = args.checks.div_ceil(THROUGHPUT_TASKS);
     let tasks: Vec<_> = (0..THROUGHPUT_TASKS)
         .map(|_| {
             let (v, image) = (warm.clone(), image.clone());
             tokio::spawn(async move {
-                for _ in 0..THROUGHPUT_CHECKS / THROUGHPUT_TASKS {
+                for _ in 0..per_task {
                     assert!(v.check(&image).await.is_allowed());
                 }
             })
@@ -208,9 +237,22 @@ async fn main() {
     for t in tasks {
         t.await.expect("throughput task");
     }
-    let secs = started.elapsed().as_secs_f64();
+    let checks_per_s = (per_task * THROUGHPUT_TASKS) as f64 / started.elapsed().as_secs_f64();
     println!(
-        "cached throughput: {:.0} checks/s ({THROUGHPUT_CHECKS} checks, {THROUGHPUT_TASKS} tasks, 2 worker threads)",
-        THROUGHPUT_CHECKS as f64 / secs
+        "cached throughput: {checks_per_s:.0} checks/s ({} checks, {THROUGHPUT_TASKS} tasks, 2 worker threads)",
+        per_task * THROUGHPUT_TASKS
     );
+
+    if let Some(path) = args.json {
+        let out = json!({
+            "kinds": kinds,
+            "registry_requests_per_cold_check": {
+                "key .sig": per_check, "key v3 bundle": bundle_per_check},
+            "cached_checks_per_s": checks_per_s.round(),
+            "throughput_tasks": THROUGHPUT_TASKS,
+            "worker_threads": 2,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&out).expect("JSON"))
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
 }

@@ -1,6 +1,7 @@
 //! `bench/run --smoke` on the debug binaries the suite built, so the harness of
 //! BENCHMARKS.md cannot rot: every scenario runs against its real baselines (nginx,
-//! HAProxy, the TLS floors, valgrind) for a second each, the scale curves and the
+//! HAProxy, the TLS floors, valgrind) for a second each, signature verification
+//! for a few checks of each kind against a real registry, the scale curves and the
 //! judgement grid for a few points and steps, and the results folder must
 //! hold every figure the report promises, consistent with the load that was sent.
 //! No number is judged here: debug builds say nothing about speed.
@@ -102,6 +103,37 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         spread(figure, name);
     }
 
+    // Signatures: each kind checked as often as asked, cold through the registry (so at
+    // least a manifest read per check), its percentiles in order.
+    let signatures = &summary["signatures"];
+    for kind in [
+        "cold key .sig",
+        "cold keyless .sig",
+        "cold key v3 bundle",
+        "cold keyless v3 bundle",
+        "warm",
+    ] {
+        let (unit, count) = if kind == "warm" {
+            ("us", "signature_warm")
+        } else {
+            ("ms", "signature_cold")
+        };
+        let f = &signatures["kinds"][kind];
+        assert_eq!(f["checks"], settings[count], "{kind}: {f}");
+        let ps: Vec<f64> = ["p50", "p90", "p99", "max"]
+            .iter()
+            .map(|p| spread(&f[format!("{p}_{unit}")], &format!("{kind} {p}")))
+            .collect();
+        assert!(ps[0] > 0.0 && ps.is_sorted(), "{kind}: {f}");
+    }
+    for (kind, requests) in signatures["registry_requests_per_cold_check"]
+        .as_object()
+        .expect("registry requests")
+    {
+        assert!(spread(requests, kind) >= 1.0, "{kind}: {requests}");
+    }
+    assert!(spread(&signatures["cached_checks_per_s"], "cached checks") > 0.0);
+
     // Instructions: every process counted, over exactly the requests sent.
     let counted = &summary["instructions"]["instructions_per_request"];
     for target in [
@@ -180,6 +212,9 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         "webhook saturation throughput ÷ axum+rustls floor",
         "false rollbacks per healthy canary step",
         "scale-connections p99",
+        "warm signature check p99",
+        "cold key v3 bundle verification p99",
+        "cold keyless v3 bundle verification p99",
     ] {
         assert!(md.contains(row), "results.md lacks {row:?}:\n{md}");
     }
@@ -201,6 +236,7 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         "sidecar-cpu.png",
         "throughput.svg",
         "scale.png",
+        "signatures.svg",
         "judgement-delay.svg",
     ] {
         assert!(plots.contains(&plot), "no {plot} in {plots:?}");
