@@ -14,14 +14,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import instructions, judgement, report, scale, sidecar, signatures, webhook
+from . import (instructions, judgement, report, scale, sidecar, signatures, streaming,
+               webhook)
 from .procs import BenchError
 
 ROOT = Path(__file__).resolve().parents[2]
 OHA_VERSION = "1.16.0"
-SCENARIOS = ["sidecar", "webhook", "signatures", "instructions", "scale", "judgement"]
+SCENARIOS = ["sidecar", "streaming", "webhook", "signatures", "instructions", "scale",
+             "judgement"]
 # Each scenario's module: run(ctx) -> rows, summarise(rows, mode) -> summary.
-MODULES = {"sidecar": sidecar, "webhook": webhook, "signatures": signatures,
+MODULES = {"sidecar": sidecar, "streaming": streaming, "webhook": webhook, "signatures": signatures,
            "instructions": instructions, "scale": scale, "judgement": judgement}
 
 
@@ -47,6 +49,7 @@ class Mode:
     signature_cold: int = 300
     signature_warm: int = 20000
     signature_checks: int = 50000
+    sse_streams: int = 500  # streams per path and repetition (streaming scenario)
 
 
 MODES = {
@@ -54,9 +57,9 @@ MODES = {
     "smoke": Mode("smoke", [200], [100], [1], 1, 1.0, 200, 50, scale_rate=100,
                   connection_rate=100, scale_containers=[1, 5], scale_rules=[10],
                   scale_connections=[10, 100], sim_steps=5, signature_cold=3,
-                  signature_warm=100, signature_checks=1000),
+                  signature_warm=100, signature_checks=1000, sse_streams=20),
     "quick": Mode("quick", [1000, 2000], [1000], [1], 5, 3.0, 5000, 500, signature_cold=100,
-                  signature_warm=5000, signature_checks=20000),
+                  signature_warm=5000, signature_checks=20000, sse_streams=200),
     "full": Mode("full", [500, 1000, 2000, 5000], [1000], [1, 2], 5, 10.0, 20000, 1000,
                  sim_grid="full"),
 }

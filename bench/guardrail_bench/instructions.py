@@ -51,20 +51,23 @@ def run(ctx) -> list[dict]:
     work = ctx.work / "instructions"
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)
-    (work / "body.json").write_text(sidecar.body_1k())
-    (work / "body.json").chmod(0o644)
+    sidecar.write_bodies(work)
     env = {"TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
     with Processes(ctx.logs) as procs:
         up = free_port()
         (work / "upstream.conf").write_text(sidecar.nginx_upstream(work, up))
         procs.start("callgrind-upstream", [ctx.tools["nginx"], "-c", str(work / "upstream.conf"),
                                            "-g", "daemon off;"], up)
-        get = lambda port: Load(f"http://127.0.0.1:{port}{sidecar.PATH}", 0, 0)  # noqa: E731
-        for name, config in [("sidecar", {"sanity": {"maxBodyBytes": 0}}),
-                             ("sidecar+sanity", {})]:
+        def get(port, path=sidecar.PATH):
+            return Load(f"http://127.0.0.1:{port}{path}", 0, 0)
+        port = free_port()
+        rows.append(count(ctx, procs, "sidecar", sidecar.sidecar_cmd(
+            ctx, port, free_port(), up, {"sanity": {"maxBodyBytes": 0}}), port, get(port), env))
+        # Checks on, one process per protocol so each total is that protocol's alone.
+        for name, path, _, _ in sidecar.PROTOCOLS:
             port = free_port()
             rows.append(count(ctx, procs, name, sidecar.sidecar_cmd(
-                ctx, port, free_port(), up, config), port, get(port), env))
+                ctx, port, free_port(), up, {}), port, get(port, path), env))
         port = free_port()
         (work / "proxy.conf").write_text(sidecar.nginx_proxy(work, port, up, 1, master=False))
         rows.append(count(ctx, procs, "nginx", [ctx.tools["nginx"], "-c",
@@ -93,8 +96,9 @@ def summarise(rows: list[dict], mode=None) -> dict:
     ratios = {}
     if "sidecar" in per and "nginx" in per:
         ratios["sidecar/nginx"] = round(per["sidecar"] / per["nginx"], 3)
-    if "sidecar+sanity" in per and "nginx" in per:
-        ratios["sidecar+sanity/nginx"] = round(per["sidecar+sanity"] / per["nginx"], 3)
+    for name in [p[0] for p in sidecar.PROTOCOLS]:
+        if name in per and "nginx" in per:
+            ratios[f"{name}/nginx"] = round(per[name] / per["nginx"], 3)
     if "webhook" in per and "axum+rustls floor" in per:
         ratios["webhook/axum floor"] = round(per["webhook"] / per["axum+rustls floor"], 3)
     return {"instructions_per_request": per, "ratios": ratios}

@@ -49,6 +49,7 @@ class Proc:
                  env: dict[str, str] | None = None, timeout: float = 60.0):
         self.name = name
         self.port = port
+        self.admin: int | None = None  # its admin (metrics) port, where it has one
         self.log = log_dir / f"{name}.log"
         full_env = {**os.environ, **(env or {})}
         self.popen = subprocess.Popen(

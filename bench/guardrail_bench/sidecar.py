@@ -1,26 +1,70 @@
 """Scenario 1, the sidecar's data path, against real proxies on loopback.
 
-A static nginx serves a 1 KB KServe V1 JSON answer (the "model"). In front of it, at
-equal worker counts: the sidecar with its sanity checks off (proxying alone), nginx
-`proxy_pass` with upstream keep-alive, HAProxy with connection reuse, and the sidecar
-with its default checks on. The direct path is the baseline of every added latency.
+A static nginx serves 1 KB answers (the "model"): KServe V1 JSON, Open Inference
+Protocol v2 JSON and an OpenAI chat-completion SSE stream, each on its protocol's path.
+In front of it, at equal worker counts: the sidecar with its sanity checks off (proxying
+alone), nginx `proxy_pass` with upstream keep-alive and HAProxy with connection reuse
+(on the V1 path), and the sidecar with its default checks on, once per protocol (the
+checks are chosen from the path). The direct path is the baseline of every added
+latency; nginx's cost is that of 1 KB whatever the protocol, so each checked protocol's
+CPU is compared with it.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.request
 
 from . import measure
 from .load import Load
-from .procs import Processes, free_port
+from .procs import BenchError, Processes, free_port
 
 PATH = "/v1/models/bench:predict"
+# Each checked protocol: its target name, path, answer file and content type.
+PROTOCOLS = [("sidecar+sanity", PATH, "body.json", "application/json"),
+             ("sidecar+sanity v2", "/v2/models/bench/infer", "body-v2.json", "application/json"),
+             ("sidecar+sanity sse", "/v1/chat/completions", "body-sse.txt",
+              "text/event-stream")]
+
+
+def pad(text: str, size: int = 1024) -> str:
+    if len(text) > size:
+        raise ValueError(f"answer of {len(text)} bytes is over {size}")
+    return text + " " * (size - len(text))
 
 
 def body_1k() -> str:
     """A KServe V1 answer the sanity checks read, padded to 1024 bytes."""
-    text = json.dumps({"predictions": [[0.125, 0.875]] * 40, "model_name": "bench"})
-    return text + " " * (1024 - len(text))
+    return pad(json.dumps({"predictions": [[0.125, 0.875]] * 40, "model_name": "bench"}))
+
+
+def body_v2_1k() -> str:
+    """An OIP v2 answer (80 × 2 FP32 probabilities, its shape matching), 1024 bytes."""
+    return pad(json.dumps({"model_name": "bench", "id": "1", "outputs": [
+        {"name": "probabilities", "shape": [70, 2], "datatype": "FP32",
+         "data": [0.125, 0.875] * 70}]}, separators=(",", ":")))
+
+
+def body_sse_1k() -> str:
+    """An OpenAI chat completion streamed as Server-Sent Events: a chunk per word, a
+    final chunk with `finish_reason: stop`, then `[DONE]`; 1024 bytes (the padding is an
+    SSE comment)."""
+    def chunk(delta: dict, finish=None) -> str:
+        return "data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk",
+                                      "choices": [{"index": 0, "delta": delta,
+                                                   "finish_reason": finish}]},
+                                     separators=(",", ":")) + "\n\n"
+    words = ["The", " model", " answers", " in", " plain", " words", "."]
+    text = "".join(chunk({"content": w}) for w in words)
+    text += chunk({}, "stop") + "data: [DONE]\n\n"
+    comment = ": " + "x" * (1024 - len(text) - 4) + "\n\n"
+    return pad(comment + text)
+
+
+def write_bodies(work) -> None:
+    """Each protocol's answer, where the upstream nginx serves it from."""
+    for (_, _, file, _), body in zip(PROTOCOLS, [body_1k(), body_v2_1k(), body_sse_1k()]):
+        measure.write_body(work / file, body)
 
 
 def nginx_upstream(work, port) -> str:
@@ -36,6 +80,12 @@ http {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     root {work};
     location / {{ default_type application/json; try_files /body.json =404; }}
+    location = /v2/models/bench/infer {{
+      default_type application/json; try_files /body-v2.json =404;
+    }}
+    location = /v1/chat/completions {{
+      default_type text/event-stream; try_files /body-sse.txt =404;
+    }}
   }}
 }}
 """
@@ -121,19 +171,36 @@ def start_proxies(ctx, procs: Processes, workers: int, work) -> list[measure.Tar
     targets.append(measure.Target("haproxy", Load(f"http://127.0.0.1:{port}{PATH}", 0, 0), ha))
 
     port, admin = free_port(), free_port()
-    # The default checks (KServe V1 by path): what a user runs.
+    # The default checks, chosen from the path: what a user runs.
     checked = procs.start(f"sidecar-sanity-w{workers}",
                           sidecar_cmd(ctx, port, admin, up, {}), port, env=env)
-    targets.append(measure.Target("sidecar+sanity",
-                                  Load(f"http://127.0.0.1:{port}{PATH}", 0, 0), checked))
+    checked.admin = admin
+    for name, path, _, _ in PROTOCOLS:
+        targets.append(measure.Target(name, Load(f"http://127.0.0.1:{port}{path}", 0, 0),
+                                      checked))
     return targets
+
+
+def sanity_counts(admin: int) -> dict[str, float]:
+    """The checked sidecar's own count of checked, unchecked and failed responses."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    counts = {"checked": 0.0, "unchecked": 0.0, "failed": 0.0}
+    names = {"guardrail_sanity_checked_total": "checked",
+             "guardrail_sanity_unchecked_total": "unchecked",
+             "guardrail_sanity_failures_total": "failed"}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            counts[names[name]] += float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 def run(ctx) -> list[dict]:
     work = ctx.work / "sidecar"
     work.mkdir(parents=True, exist_ok=True)
     work.chmod(0o755)  # nginx workers run as an unprivileged user
-    measure.write_body(work / "body.json", body_1k())
+    write_bodies(work)
     rows = []
     for workers in ctx.mode.workers:
         ctx.say(f"sidecar data path, {workers} worker(s) each")
@@ -143,11 +210,23 @@ def run(ctx) -> list[dict]:
                                 repetitions=ctx.mode.repetitions, seconds=ctx.mode.seconds,
                                 connections=64,
                                 labels={"scenario": "sidecar", "workers": workers})
-            rows += measure.run(ctx.oha, targets, plan, ctx.say)
+            measured = measure.run(ctx.oha, targets, plan, ctx.say)
+            # The checked paths must have been checked, and found sane: a failing check
+            # would time the failure path, and an unchecked answer no check at all.
+            counts = sanity_counts(targets[-1].proc.admin)
+            answered = sum(r["requests"] for r in measured
+                           if r["target"] in [p[0] for p in PROTOCOLS])
+            if counts["failed"] or counts["checked"] < answered:
+                raise BenchError(f"sidecar with checks, {workers} worker(s): {counts} for "
+                                 f"{answered} answered requests; its log is "
+                                 f"{targets[-1].proc.log}")
+            rows += measured
+            rows.append({"scenario": "sidecar-sanity-counts", "workers": workers,
+                         "answered": answered, **counts})
     return rows
 
 
-PROXIES = ["sidecar", "nginx", "haproxy", "sidecar+sanity"]
+PROXIES = ["sidecar", "nginx", "haproxy"] + [p[0] for p in PROTOCOLS]
 
 
 def summarise(rows: list[dict], mode) -> dict:
@@ -177,8 +256,8 @@ def summarise(rows: list[dict], mode) -> dict:
                 entry["targets"][target] = t
             entry["ratios"] = {
                 f"{a}/{b} {m}": measure.paired(rows, a, b, key, "ratio", **at)
-                for a, b in [("sidecar", "nginx"), ("sidecar", "haproxy"),
-                             ("sidecar+sanity", "nginx")]
+                for a, b in [("sidecar", "nginx"), ("sidecar", "haproxy")]
+                + [(p[0], "nginx") for p in PROTOCOLS]
                 for m, key in [("cpu", "cpu_s_per_1000"), ("rps", "rps")]
             }
             per_rate["saturation" if rate is None else str(rate)] = entry

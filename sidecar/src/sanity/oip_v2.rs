@@ -1,12 +1,125 @@
 //! Open Inference Protocol v2 (`/v2/models/<m>/infer`): `{"outputs": [{name, shape,
 //! datatype, data}]}`.
+//!
+//! Two readers feed one judgement: `summarize` reads the bytes straight into what the
+//! checks need (no JSON tree: building one was most of the cost of a checked answer),
+//! and falls back to the tree (`check`) on anything but plain, strict JSON objects.
 
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::{json::for_each_leaf, Findings};
+use super::{json::for_each_leaf, kserve_v1::Skip, Findings};
 
+/// What the checks need from one output.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Output<'a> {
+    name: Option<&'a str>,
+    /// `None` when absent or not an array of unsigned integers.
+    shape: Option<Vec<u64>>,
+    datatype: Option<&'a str>,
+    /// `None` when `data` is absent (a `null` is one leaf).
+    data: Option<Leaves>,
+}
+
+/// The leaves of `data` (nested arrays flattened), counted by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct Leaves {
+    count: u64,
+    bools: u64,
+    strings: u64,
+    nulls: u64,
+    /// Numbers with no fraction or exponent that fit an `i64` or `u64`.
+    ints: u64,
+    int_min: i128,
+    int_max: i128,
+    /// Every other number (serde_json reads them as finite `f64`s).
+    floats: u64,
+}
+
+impl Leaves {
+    fn int(&mut self, n: i128) {
+        if self.ints == 0 {
+            (self.int_min, self.int_max) = (n, n);
+        } else {
+            self.int_min = self.int_min.min(n);
+            self.int_max = self.int_max.max(n);
+        }
+        self.ints += 1;
+        self.count += 1;
+    }
+
+    fn leaf(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.nulls += 1,
+            Value::Bool(_) => self.bools += 1,
+            Value::String(_) => self.strings += 1,
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => return self.int(i.into()),
+                (_, Some(u)) => return self.int(u.into()),
+                // Lenient parsing reads NaN and infinities as numbers: not finite.
+                _ if n.as_f64().is_some_and(f64::is_finite) => self.floats += 1,
+                _ => self.nulls += 1,
+            },
+            // Objects (and anything else) fit no datatype.
+            _ => {}
+        }
+        self.count += 1;
+    }
+
+    /// (every leaf fits `datatype`, every float leaf is finite). Floats written as
+    /// `null` (how Python servers encode NaN) are non-finite rather than mistyped.
+    fn fit(&self, datatype: &str) -> (bool, bool) {
+        let ints_in = |lo: i128, hi: i128| {
+            self.ints == self.count
+                && (self.ints == 0 || (self.int_min >= lo && self.int_max <= hi))
+        };
+        match datatype {
+            "BOOL" => (self.bools == self.count, true),
+            "BYTES" => (self.strings == self.count, true),
+            "INT8" => (ints_in(i8::MIN.into(), i8::MAX.into()), true),
+            "INT16" => (ints_in(i16::MIN.into(), i16::MAX.into()), true),
+            "INT32" => (ints_in(i32::MIN.into(), i32::MAX.into()), true),
+            "INT64" => (ints_in(i64::MIN.into(), i64::MAX.into()), true),
+            "UINT8" => (ints_in(0, u8::MAX.into()), true),
+            "UINT16" => (ints_in(0, u16::MAX.into()), true),
+            "UINT32" => (ints_in(0, u32::MAX.into()), true),
+            "UINT64" => (ints_in(0, u64::MAX.into()), true),
+            "FP16" | "FP32" | "FP64" | "BF16" => (
+                self.ints + self.floats + self.nulls == self.count,
+                self.nulls == 0,
+            ),
+            _ => (self.count == 0, true),
+        }
+    }
+}
+
+/// The checks on a parsed tree (lenient JSON, custom rules, unusual shapes).
 pub(super) fn check(v: &Value, expected: &[String], f: &mut Findings<'_>) {
-    let outputs = match v.get("outputs").and_then(Value::as_array) {
+    let outputs = v.get("outputs").and_then(Value::as_array).map(|outputs| {
+        outputs
+            .iter()
+            .map(|o| Output {
+                name: o.get("name").and_then(Value::as_str),
+                shape: o
+                    .get("shape")
+                    .and_then(Value::as_array)
+                    .and_then(|dims| dims.iter().map(Value::as_u64).collect()),
+                datatype: o.get("datatype").and_then(Value::as_str),
+                data: o.get("data").map(|data| {
+                    let mut leaves = Leaves::default();
+                    for_each_leaf(data, &mut |leaf| leaves.leaf(leaf));
+                    leaves
+                }),
+            })
+            .collect::<Vec<_>>()
+    });
+    judge(outputs.as_deref(), expected, f);
+}
+
+pub(super) fn judge(outputs: Option<&[Output<'_>]>, expected: &[String], f: &mut Findings<'_>) {
+    let outputs = match outputs {
         Some(o) if !o.is_empty() => o,
         _ => {
             f.fail("missing_outputs");
@@ -14,96 +127,189 @@ pub(super) fn check(v: &Value, expected: &[String], f: &mut Findings<'_>) {
         }
     };
     for name in expected {
-        if !outputs
-            .iter()
-            .any(|o| o.get("name").and_then(Value::as_str) == Some(name))
-        {
+        if !outputs.iter().any(|o| o.name == Some(name.as_str())) {
             f.fail("missing_output");
         }
     }
     for output in outputs {
-        check_output(output, f);
-    }
-}
-
-fn check_output(output: &Value, f: &mut Findings<'_>) {
-    let shape: Option<Vec<u64>> = output
-        .get("shape")
-        .and_then(Value::as_array)
-        .and_then(|dims| dims.iter().map(Value::as_u64).collect());
-    let (Some(shape), Some(data)) = (shape, output.get("data")) else {
-        f.fail("shape_mismatch");
-        return;
-    };
-    let datatype = output.get("datatype").and_then(Value::as_str).unwrap_or("");
-    let mut count: u64 = 0;
-    let mut type_ok = true;
-    let mut finite = true;
-    for_each_leaf(data, &mut |leaf| {
-        count += 1;
-        match value_fits(datatype, leaf) {
-            Fit::Yes => {}
-            Fit::NonFinite => finite = false,
-            Fit::No => type_ok = false,
+        let (Some(shape), Some(data)) = (&output.shape, &output.data) else {
+            f.fail("shape_mismatch");
+            continue;
+        };
+        let (type_ok, finite) = data.fit(output.datatype.unwrap_or(""));
+        let expected = shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(*d));
+        if expected != Some(data.count) {
+            f.fail("shape_mismatch");
         }
-    });
-    let expected = shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(*d));
-    if expected != Some(count) {
-        f.fail("shape_mismatch");
-    }
-    if !type_ok {
-        f.fail("datatype");
-    }
-    if !finite {
-        f.fail("non_finite");
-    }
-}
-
-enum Fit {
-    Yes,
-    No,
-    NonFinite,
-}
-
-/// Does `v` fit the OIP `datatype`? Floats written as `null` (how Python servers
-/// encode NaN) are non-finite rather than mistyped.
-fn value_fits(datatype: &str, v: &Value) -> Fit {
-    let int_in = |lo: i128, hi: i128| {
-        let n = v
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| v.as_u64().map(i128::from));
-        if n.is_some_and(|n| (lo..=hi).contains(&n)) {
-            Fit::Yes
-        } else {
-            Fit::No
+        if !type_ok {
+            f.fail("datatype");
         }
-    };
-    match datatype {
-        "BOOL" => bool_fit(v.is_boolean()),
-        "BYTES" => bool_fit(v.is_string()),
-        "INT8" => int_in(i8::MIN.into(), i8::MAX.into()),
-        "INT16" => int_in(i16::MIN.into(), i16::MAX.into()),
-        "INT32" => int_in(i32::MIN.into(), i32::MAX.into()),
-        "INT64" => int_in(i64::MIN.into(), i64::MAX.into()),
-        "UINT8" => int_in(0, u8::MAX.into()),
-        "UINT16" => int_in(0, u16::MAX.into()),
-        "UINT32" => int_in(0, u32::MAX.into()),
-        "UINT64" => int_in(0, u64::MAX.into()),
-        "FP16" | "FP32" | "FP64" | "BF16" => match v {
-            Value::Null => Fit::NonFinite,
-            Value::Number(n) if n.as_f64().is_some_and(f64::is_finite) => Fit::Yes,
-            Value::Number(_) => Fit::NonFinite,
-            _ => Fit::No,
-        },
-        _ => Fit::No,
+        if !finite {
+            f.fail("non_finite");
+        }
     }
 }
 
-fn bool_fit(ok: bool) -> Fit {
-    if ok {
-        Fit::Yes
-    } else {
-        Fit::No
+/// Reads `body` as strict JSON into its outputs; `None` when it is not strict JSON, or
+/// its top level or an output is not an object, a key repeats, a key or the name or
+/// datatype has escapes, or the data holds an object: the caller then takes the tree
+/// path, whose answers these are on every body this accepts.
+pub(super) fn summarize(body: &[u8]) -> Option<Option<Vec<Output<'_>>>> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let outputs = de.deserialize_map(Top).ok()?;
+    de.end().ok()?;
+    Some(outputs)
+}
+
+fn repeated<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format_args!("repeated key {key}"))
+}
+
+/// The top-level object: its `outputs` (`None` when absent or `null`).
+struct Top;
+
+impl<'de> Visitor<'de> for Top {
+    type Value = Option<Vec<Output<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an OIP v2 response object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut outputs = None;
+        let mut seen = false;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if key != "outputs" {
+                map.next_value::<Skip>()?;
+            } else if std::mem::replace(&mut seen, true) {
+                return Err(repeated("outputs"));
+            } else {
+                outputs = map.next_value_seed(OptionalOutputs)?;
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+struct OptionalOutputs;
+
+impl<'de> DeserializeSeed<'de> for OptionalOutputs {
+    type Value = Option<Vec<Output<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OptionalOutputs {
+    type Value = Option<Vec<Output<'de>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of outputs or null")
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut outputs = Vec::new();
+        while let Some(output) = seq.next_element_seed(OutputSeed)? {
+            outputs.push(output);
+        }
+        Ok(Some(outputs))
+    }
+}
+
+struct OutputSeed;
+
+impl<'de> DeserializeSeed<'de> for OutputSeed {
+    type Value = Output<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OutputSeed {
+    type Value = Output<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an output object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Output::default();
+        let mut seen = [false; 4];
+        while let Some(key) = map.next_key::<&'de str>()? {
+            let slot = match key {
+                "name" => 0,
+                "shape" => 1,
+                "datatype" => 2,
+                "data" => 3,
+                _ => {
+                    map.next_value::<Skip>()?;
+                    continue;
+                }
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return Err(repeated(key));
+            }
+            match slot {
+                0 => out.name = map.next_value()?,
+                1 => out.shape = map.next_value()?,
+                2 => out.datatype = map.next_value()?,
+                _ => {
+                    let mut leaves = Leaves::default();
+                    map.next_value_seed(LeavesSeed(&mut leaves))?;
+                    out.data = Some(leaves);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Counts the leaves of one value into the accumulator, recursing into arrays.
+struct LeavesSeed<'l>(&'l mut Leaves);
+
+impl<'de> DeserializeSeed<'de> for LeavesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LeavesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("tensor data")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(LeavesSeed(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.0.nulls += 1;
+        self.0.count += 1;
+        Ok(())
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.0.bools += 1;
+        self.0.count += 1;
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.0.strings += 1;
+        self.0.count += 1;
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
+        self.0.int(n.into());
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
+        self.0.int(n.into());
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.0.floats += 1;
+        self.0.count += 1;
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        // An object fits no datatype; rare enough to leave to the tree path.
+        Err(A::Error::custom("an object in tensor data"))
     }
 }

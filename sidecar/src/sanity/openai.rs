@@ -1,8 +1,11 @@
 //! OpenAI-compatible completions and chat completions, streamed (SSE) or not.
 
+use std::{borrow::Cow, fmt};
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::Findings;
+use super::{kserve_v1::Skip, Findings};
 
 /// True when the body is a Server-Sent Events stream rather than one JSON document.
 pub(super) fn is_event_stream(body: &[u8]) -> bool {
@@ -23,7 +26,7 @@ pub(super) fn check_json(v: &Value, max_repeat: usize, f: &mut Findings<'_>) {
     if let Some(items) = v.get("choices").and_then(Value::as_array) {
         for item in items {
             let mut c = Choice::default();
-            absorb(&mut c, item);
+            absorb(&mut c, &ChoicePart::from_value(item));
             choices.push(c);
         }
     }
@@ -31,6 +34,17 @@ pub(super) fn check_json(v: &Value, max_repeat: usize, f: &mut Findings<'_>) {
 }
 
 pub(super) fn check_stream(body: &[u8], max_repeat: usize, f: &mut Findings<'_>) {
+    stream(body, max_repeat, f, event_choices);
+}
+
+/// `check_stream`, each event read by `read` first (the tests pass one that always
+/// defers to the tree, to compare both paths).
+fn stream(
+    body: &[u8],
+    max_repeat: usize,
+    f: &mut Findings<'_>,
+    read: fn(&str) -> Option<Vec<ChoicePart<'_>>>,
+) {
     let text = String::from_utf8_lossy(body);
     let mut choices: Vec<Choice> = Vec::new();
     for line in text.lines() {
@@ -39,6 +53,11 @@ pub(super) fn check_stream(body: &[u8], max_repeat: usize, f: &mut Findings<'_>)
         };
         let data = data.trim();
         if data == "[DONE]" || data.is_empty() {
+            continue;
+        }
+        // Most events read straight into their choices; anything unusual takes the tree.
+        if let Some(items) = read(data) {
+            items.iter().for_each(|item| add(&mut choices, item));
             continue;
         }
         let Ok(event) = serde_json::from_str::<Value>(data) else {
@@ -51,42 +70,272 @@ pub(super) fn check_stream(body: &[u8], max_repeat: usize, f: &mut Findings<'_>)
             .into_iter()
             .flatten()
         {
-            let index = item.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
-            // Bound the index so a hostile stream cannot make us allocate.
-            if index >= 64 {
-                continue;
-            }
-            if choices.len() <= index {
-                choices.resize_with(index + 1, Choice::default);
-            }
-            absorb(&mut choices[index], item);
+            add(&mut choices, &ChoicePart::from_value(item));
         }
     }
     judge(&choices, max_repeat, f);
 }
 
+/// Adds one streamed choice object to the choice its index names.
+fn add(choices: &mut Vec<Choice>, item: &ChoicePart<'_>) {
+    let index = item.index.unwrap_or(0) as usize;
+    // Bound the index so a hostile stream cannot make us allocate.
+    if index >= 64 {
+        return;
+    }
+    if choices.len() <= index {
+        choices.resize_with(index + 1, Choice::default);
+    }
+    absorb(&mut choices[index], item);
+}
+
+/// What the checks read from one choice object (of a response, or of a streamed event).
+#[derive(Debug, Default, PartialEq)]
+struct ChoicePart<'a> {
+    /// `None` when absent or not an unsigned integer.
+    index: Option<u64>,
+    message: Option<Part<'a>>,
+    delta: Option<Part<'a>>,
+    text: Option<Cow<'a, str>>,
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A `message` or `delta`.
+#[derive(Debug, Default, PartialEq)]
+struct Part<'a> {
+    content: Option<Cow<'a, str>>,
+    /// `tool_calls` is a non-empty array.
+    tool_calls: bool,
+}
+
+impl<'a> ChoicePart<'a> {
+    fn from_value(item: &'a Value) -> Self {
+        let text = |v: &'a Value, key: &str| v.get(key).and_then(Value::as_str).map(Cow::Borrowed);
+        let part = |key: &str| {
+            item.get(key).map(|p| Part {
+                content: text(p, "content"),
+                tool_calls: (p.get("tool_calls").and_then(Value::as_array))
+                    .is_some_and(|t| !t.is_empty()),
+            })
+        };
+        Self {
+            index: item.get("index").and_then(Value::as_u64),
+            message: part("message"),
+            delta: part("delta"),
+            text: text(item, "text"),
+            finish_reason: text(item, "finish_reason"),
+        }
+    }
+}
+
 /// Adds one (possibly partial, streamed) choice object to `c`.
-fn absorb(c: &mut Choice, item: &Value) {
-    for part in [item.get("message"), item.get("delta")]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(s) = part.get("content").and_then(Value::as_str) {
+fn absorb(c: &mut Choice, item: &ChoicePart<'_>) {
+    for part in [&item.message, &item.delta].into_iter().flatten() {
+        if let Some(s) = &part.content {
             c.text.push_str(s);
         }
-        if part
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .is_some_and(|t| !t.is_empty())
-        {
-            c.tool_calls = true;
-        }
+        c.tool_calls |= part.tool_calls;
     }
-    if let Some(s) = item.get("text").and_then(Value::as_str) {
+    if let Some(s) = &item.text {
         c.text.push_str(s);
     }
-    if let Some(r) = item.get("finish_reason").and_then(Value::as_str) {
+    if let Some(r) = &item.finish_reason {
         c.finish_reason = Some(r.to_string());
+    }
+}
+
+/// One streamed event's choices read straight from its JSON, with no tree; `None` when
+/// the event is not strict JSON, or is not an object, or a choice or its `message` or
+/// `delta` is not an object, or a key repeats, or a read field has another type than
+/// the tree path reads: the caller then parses the tree, whose answers these are.
+fn event_choices(data: &str) -> Option<Vec<ChoicePart<'_>>> {
+    let mut de = serde_json::Deserializer::from_str(data);
+    let choices = de.deserialize_map(Event).ok()?;
+    de.end().ok()?;
+    Some(choices)
+}
+
+fn repeated<E: de::Error>(key: &str) -> E {
+    E::custom(format_args!("repeated key {key}"))
+}
+
+/// A JSON string, borrowed from the input unless it has escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Text<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Borrowed(s)))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
+        Ok(Text(Cow::Owned(s.to_owned())))
+    }
+}
+
+fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
+    Ok(map.next_value::<Option<Text<'de>>>()?.map(|t| t.0))
+}
+
+/// Reads an object's entries: `field` is called with each key the caller knows (by its
+/// position in `keys`), once; other values are read and dropped.
+fn fields<'de, A: MapAccess<'de>>(
+    mut map: A,
+    keys: &[&str],
+    mut field: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
+) -> Result<(), A::Error> {
+    let mut seen = [false; 8];
+    while let Some(key) = map.next_key::<Text<'de>>()? {
+        match keys.iter().position(|k| *k == key.0) {
+            Some(i) if std::mem::replace(&mut seen[i], true) => return Err(repeated(&key.0)),
+            Some(i) => field(i, &mut map)?,
+            None => {
+                map.next_value::<Skip>()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A streamed event: its `choices` (none when absent or `null`).
+struct Event;
+
+impl<'de> Visitor<'de> for Event {
+    type Value = Vec<ChoicePart<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut choices = Vec::new();
+        fields(map, &["choices"], |_, map| {
+            choices = map
+                .next_value::<Option<Vec<ChoiceSeed<'de>>>>()?
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
+            Ok(())
+        })?;
+        Ok(choices)
+    }
+}
+
+struct ChoiceSeed<'de>(ChoicePart<'de>);
+
+impl<'de> Deserialize<'de> for ChoiceSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ChoiceVisitor).map(ChoiceSeed)
+    }
+}
+
+struct ChoiceVisitor;
+
+impl<'de> Visitor<'de> for ChoiceVisitor {
+    type Value = ChoicePart<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a choice object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut c = ChoicePart::default();
+        let keys = ["index", "message", "delta", "text", "finish_reason"];
+        fields(map, &keys, |i, map| {
+            match i {
+                0 => c.index = map.next_value()?,
+                1 => c.message = map.next_value::<Option<PartSeed<'de>>>()?.map(|p| p.0),
+                2 => c.delta = map.next_value::<Option<PartSeed<'de>>>()?.map(|p| p.0),
+                3 => c.text = text(map)?,
+                _ => c.finish_reason = text(map)?,
+            }
+            Ok(())
+        })?;
+        Ok(c)
+    }
+}
+
+struct PartSeed<'de>(Part<'de>);
+
+impl<'de> Deserialize<'de> for PartSeed<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(PartVisitor).map(PartSeed)
+    }
+}
+
+struct PartVisitor;
+
+impl<'de> Visitor<'de> for PartVisitor {
+    type Value = Part<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a message or delta object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut p = Part::default();
+        fields(map, &["content", "tool_calls"], |i, map| {
+            if i == 0 {
+                p.content = text(map)?;
+            } else {
+                p.tool_calls = map.next_value::<ToolCalls>()?.0;
+            }
+            Ok(())
+        })?;
+        Ok(p)
+    }
+}
+
+/// Whether a value is a non-empty array (any other value reads as false, as
+/// `as_array` finds it).
+struct ToolCalls(bool);
+
+impl<'de> Deserialize<'de> for ToolCalls {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ToolCallsVisitor)
+    }
+}
+
+struct ToolCallsVisitor;
+
+impl<'de> Visitor<'de> for ToolCallsVisitor {
+    type Value = ToolCalls;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ToolCalls, A::Error> {
+        let mut any = false;
+        while seq.next_element::<Skip>()?.is_some() {
+            any = true;
+        }
+        Ok(ToolCalls(any))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ToolCalls, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(ToolCalls(false))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<ToolCalls, E> {
+        Ok(ToolCalls(false))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ToolCalls, E> {
+        Ok(ToolCalls(false))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<ToolCalls, E> {
+        Ok(ToolCalls(false))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ToolCalls, E> {
+        Ok(ToolCalls(false))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ToolCalls, E> {
+        Ok(ToolCalls(false))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ToolCalls, E> {
+        Ok(ToolCalls(false))
     }
 }
 
@@ -127,4 +376,77 @@ fn longest_run<T: PartialEq>(items: impl Iterator<Item = T>) -> usize {
         best = best.max(run);
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streamed reading of SSE events must find exactly what the tree finds.
+    #[test]
+    fn streamed_events_match_the_tree() {
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"}}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"lo \"there\"\n\u00e9"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":1,"delta":{"content":"second"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"1"}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":{"a":1}}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":"x","content":null}}]}"#,
+            r#"{"choices":[{"message":{"content":"whole"},"delta":{"content":" part"},"text":" t"}]}"#,
+            r#"{"choices":[{"text":"legacy completion"}]}"#,
+            r#"{"choices":[{"index":70,"delta":{"content":"far"}}]}"#,
+            r#"{"choices":[{"index":-1,"delta":{"content":"neg"}}]}"#,
+            r#"{"choices":[{"index":1.0,"delta":{"content":"float"}}]}"#,
+            r#"{"choices":[{"index":"1","delta":{"content":"str"}}]}"#,
+            r#"{"choices":[{"delta":"text"}]}"#,
+            r#"{"choices":[{"delta":null,"message":null}]}"#,
+            r#"{"choices":[{"delta":{"content":7}}]}"#,
+            r#"{"choices":[{"finish_reason":3}]}"#,
+            r#"{"choices":[1, {"delta":{"content":"after"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a"},"delta":{"content":"b"}}]}"#,
+            r#"{"choices":[],"choices":[{"delta":{"content":"dup"}}]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":{"index":0}}"#,
+            r#"{"choices":"x"}"#,
+            r#"{"ch\u006fices":[{"delta":{"content":"escaped key"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"}}]}"#,
+            r#"{"usage":{"total_tokens":3}}"#,
+            r#"[{"choices":[]}]"#,
+            r#""text""#,
+            "null",
+            r#"{"choices":[{"delta":{"content":"x"}}]} trailing"#,
+            r#"{"choices":[NaN]}"#,
+            r#"{"choices":[{"delta":{"content":"\ud800"}}]}"#,
+            "not json",
+        ];
+        let sse = |picked: &[&str]| -> String {
+            picked
+                .iter()
+                .map(|e| format!("data: {e}\n\n"))
+                .collect::<String>()
+                + "data: [DONE]\n\n"
+        };
+        let mut streams: Vec<String> = events.iter().map(|e| sse(&[e])).collect();
+        for (i, a) in events.iter().enumerate() {
+            for b in &events[i..] {
+                streams.push(sse(&[a, b, events[0]]));
+            }
+        }
+        for max_repeat in [3, 32] {
+            for body in &streams {
+                let (mut fast, mut tree) = (Findings::default(), Findings::default());
+                check_stream(body.as_bytes(), max_repeat, &mut fast);
+                stream(body.as_bytes(), max_repeat, &mut tree, |_| None);
+                assert_eq!(fast, tree, "stream {body}");
+            }
+        }
+        // The streamed path really ran on the common events (not only the fallback).
+        for e in &events[..6] {
+            assert!(event_choices(e).is_some_and(|c| !c.is_empty()), "{e}");
+        }
+        assert!(event_choices(r#"{"choices":[NaN]}"#).is_none());
+    }
 }

@@ -88,6 +88,37 @@ fn oip_v2_checks() {
     assert_eq!(failed(&c, k, None, nan), ["non_finite"]);
     let ints = r#"{"outputs":[{"name":"probs","shape":[2],"datatype":"INT8","data":[1,300]}]}"#;
     assert_eq!(failed(&c, k, None, ints), ["datatype"]);
+    // Each datatype's range, at its edges (the OIP v2 tensor data types).
+    let typed = |datatype: &str, data: &str| {
+        let body = format!(
+            r#"{{"outputs":[{{"name":"probs","shape":[2],"datatype":"{datatype}","data":{data}}}]}}"#
+        );
+        failed(&c, k, None, &body)
+    };
+    for (datatype, fits, misfits) in [
+        ("INT8", "[-128,127]", "[-129,0]"),
+        ("INT8", "[0,127]", "[0,128]"),
+        ("UINT8", "[0,255]", "[-1,0]"),
+        ("UINT8", "[0,255]", "[0,256]"),
+        (
+            "INT64",
+            "[-9223372036854775808,9223372036854775807]",
+            "[0,9223372036854775808]",
+        ),
+        ("UINT64", "[0,18446744073709551615]", "[0,1.5]"),
+        ("FP32", "[1,0.5]", "[true,0.5]"),
+        ("BOOL", "[true,false]", "[true,1]"),
+        ("BYTES", r#"["a","b"]"#, r#"["a",1]"#),
+    ] {
+        assert!(typed(datatype, fits).is_empty(), "{datatype} {fits}");
+        assert_eq!(
+            typed(datatype, misfits),
+            ["datatype"],
+            "{datatype} {misfits}"
+        );
+    }
+    assert_eq!(typed("FP64", "[null,0.5]"), ["non_finite"]);
+    assert_eq!(typed("STRING", "[1,2]"), ["datatype"]);
     let other = r#"{"outputs":[{"name":"x","shape":[1],"datatype":"BOOL","data":[true]}]}"#;
     assert_eq!(failed(&c, k, None, other), ["missing_output"]);
     assert_eq!(
@@ -213,4 +244,109 @@ fn kserve_v1_streamed_checks_match_the_tree() {
     // The streamed path really ran on the common case (and not only the fallback).
     assert!(kserve_v1::summarize(br#"{"predictions":[[0.2,0.8]]}"#, 1e-3).is_some());
     assert!(kserve_v1::summarize(br#"{"predictions":[NaN]}"#, 1e-3).is_none());
+}
+
+/// The streamed OIP v2 path must find exactly what the JSON-tree path finds.
+#[test]
+fn oip_v2_streamed_checks_match_the_tree() {
+    let out = |name: &str, shape: &str, datatype: &str, data: &str| {
+        format!(r#"{{"name":{name},"shape":{shape},"datatype":{datatype},"data":{data}}}"#)
+    };
+    let mut bodies: Vec<String> = Vec::new();
+    for datatype in [
+        r#""FP32""#,
+        r#""FP64""#,
+        r#""BF16""#,
+        r#""INT8""#,
+        r#""INT64""#,
+        r#""UINT8""#,
+        r#""UINT64""#,
+        r#""BOOL""#,
+        r#""BYTES""#,
+        r#""STRING""#,
+        "null",
+        "7",
+    ] {
+        for (shape, data) in [
+            ("[2,2]", "[0.1,0.9,0.5,0.5]"),
+            ("[2,2]", "[[0.1,0.9],[0.5,0.5]]"),
+            ("[2,2]", "[0.1,0.9,0.5]"),
+            ("[2]", "[null,0.5]"),
+            ("[3]", "[1,300,-129]"),
+            ("[2]", "[-128,127]"),
+            ("[2]", "[0,255]"),
+            ("[2]", "[-1,256]"),
+            ("[3]", "[18446744073709551615,-9223372036854775808,1e400]"),
+            ("[2]", "[true,false]"),
+            ("[2]", r#"["a","b\n"]"#),
+            ("[1]", "null"),
+            ("[0]", "[]"),
+            ("[0,5]", "[]"),
+            ("[2]", r#"[{"a":1},2]"#),
+            ("[2]", "[NaN,1]"),
+            ("[-1]", "[1]"),
+            ("[1.5]", "[1]"),
+            ("null", "[1]"),
+            ("\"2\"", "[1,2]"),
+            ("[4294967296,4294967296]", "[1]"),
+        ] {
+            for name in [r#""probs""#, r#""other""#, "null", r#""pr\u006fbs""#] {
+                bodies.push(format!(
+                    r#"{{"outputs":[{}]}}"#,
+                    out(name, shape, datatype, data)
+                ));
+            }
+        }
+    }
+    let probs = out(r#""probs""#, "[1]", r#""FP32""#, "[0.5]");
+    for body in [
+        format!(r#"{{"model_name":"m","id":"1","outputs":[{probs},{probs}],"x":{{"y":[null]}}}}"#),
+        format!(r#"{{"outputs":[{probs}],"outputs":[]}}"#),
+        format!(r#"{{"outputs":[],"outputs":[{probs}]}}"#),
+        r#"{"outputs":[{"name":"probs","name":"x","shape":[1],"datatype":"FP32","data":[1]}]}"#
+            .to_string(),
+        r#"{"outputs":[{"shape":[1],"datatype":"FP32"}]}"#.to_string(),
+        r#"{"outputs":[{"data":[1],"datatype":"FP32"}]}"#.to_string(),
+        r#"{"outputs":[[1]]}"#.to_string(),
+        r#"{"outputs":[1, {"name":"probs"}]}"#.to_string(),
+        format!(r#"[{probs}]"#),
+        format!(r#"{{"outputs":{probs}}}"#),
+        r#"{"outputs":[]}"#.to_string(),
+        r#"{"outputs":null}"#.to_string(),
+        r#"{"outputs":"x"}"#.to_string(),
+        r#"{"outp\u0075ts":[]}"#.to_string(),
+        "{}".to_string(),
+        "[]".to_string(),
+        "null".to_string(),
+        "3".to_string(),
+        format!(r#"{{"outputs":[{probs}],"note":"\ud800"}}"#),
+        format!(r#"{{"outputs":[{probs}]}} trailing"#),
+        format!(r#"{{"outputs":[{probs}],}}"#),
+        "<html>".to_string(),
+        String::new(),
+    ] {
+        bodies.push(body);
+    }
+    let configs = [
+        checker(""),
+        checker("sanity: { expectedOutputs: [probs] }"),
+        checker("sanity: { expectedOutputs: [probs, other] }"),
+    ];
+    for c in &configs {
+        for body in &bodies {
+            let streamed = c.check(Kind::OipV2, None, body.as_bytes());
+            let tree = c.check_tree(Kind::OipV2, None, body.as_bytes());
+            assert_eq!(streamed, tree, "body {body}");
+        }
+        let invalid_utf8 = b"{\"outputs\":[],\"x\":\"\xff\"}";
+        assert_eq!(
+            c.check(Kind::OipV2, None, invalid_utf8),
+            c.check_tree(Kind::OipV2, None, invalid_utf8)
+        );
+    }
+    // The streamed path really ran on the common cases (and not only the fallback).
+    let common = format!(r#"{{"model_name":"m","outputs":[{probs}]}}"#);
+    assert!(oip_v2::summarize(common.as_bytes()).is_some());
+    assert!(oip_v2::summarize(br#"{"outputs":[]}"#).is_some());
+    assert!(oip_v2::summarize(br#"{"outputs":[{"data":[NaN]}]}"#).is_none());
 }

@@ -66,7 +66,11 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
     // proxy's CPU and memory were read, and the paired figures exist.
     let rate = number(&settings["rates"][0], "rate");
     let at = &summary["sidecar"]["workers=1"][format!("{rate}")];
-    for target in ["direct", "sidecar", "nginx", "haproxy", "sidecar+sanity"] {
+    const CHECKED: [&str; 3] = ["sidecar+sanity", "sidecar+sanity v2", "sidecar+sanity sse"];
+    for target in ["direct", "sidecar", "nginx", "haproxy"]
+        .into_iter()
+        .chain(CHECKED)
+    {
         let t = &at["targets"][target];
         let rps = spread(&t["rps"], &format!("{target} rps"));
         assert!(
@@ -87,8 +91,56 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
     for (name, ratio) in at["ratios"].as_object().expect("ratios") {
         assert!(spread(ratio, name) > 0.0, "{name}");
     }
+    // The checked sidecar checked every answer of each protocol and found them sane
+    // (the harness fails otherwise; the counts are kept with the samples).
+    let counts: Vec<&Value> = (results["samples"].as_array().unwrap().iter())
+        .filter(|s| s["scenario"] == "sidecar-sanity-counts")
+        .collect();
+    assert_eq!(counts.len(), 1, "one count per worker setting: {counts:?}");
+    let answered = number(&counts[0]["answered"], "answered");
+    assert!(answered > 0.0, "{}", counts[0]);
+    assert!(
+        number(&counts[0]["checked"], "checked") >= answered,
+        "{}",
+        counts[0]
+    );
+    assert_eq!(number(&counts[0]["failed"], "failed"), 0.0, "{}", counts[0]);
     let saturation = &summary["sidecar"]["workers=1"]["saturation"];
     assert!(spread(&saturation["targets"]["sidecar"]["rps"], "saturation") > rate);
+
+    // Streaming: every stream arrived whole on both paths (the harness compares the
+    // bytes), and through the sidecar its first event came while the model was still
+    // sending: well before the end of a stream paced over tens of milliseconds.
+    let streaming = &summary["streaming"];
+    let paced = number(&streaming["interval_ms"], "interval")
+        * (number(&streaming["events"], "events") - 1.0);
+    for target in ["direct", "sidecar+sanity sse"] {
+        let t = &streaming["targets"][target];
+        let first = spread(&t["ttfb_ms_p50"], &format!("{target} first byte"));
+        let end = spread(&t["total_ms_p50"], &format!("{target} end"));
+        assert!(
+            end >= paced,
+            "{target}: a stream paced over {paced} ms ended in {end}"
+        );
+        assert!(
+            first < end - paced / 2.0,
+            "{target}: first byte at {first} ms of {end}: the stream was held back"
+        );
+    }
+    for figure in ["ttfb_ms_p50", "ttfb_ms_p99", "total_ms_p50", "total_ms_p99"] {
+        spread(&streaming["added"][figure], figure);
+    }
+    let counted: Vec<&Value> = (results["samples"].as_array().unwrap().iter())
+        .filter(|s| s["scenario"] == "streaming-sanity-counts")
+        .collect();
+    assert_eq!(counted.len(), 1);
+    let streams = number(&counted[0]["answered"], "streams");
+    assert_eq!(
+        streams,
+        number(&settings["sse_streams"], "sse_streams") * number(&settings["repetitions"], "reps")
+    );
+    assert!(number(&counted[0]["checked"], "checked") >= streams);
+    assert_eq!(number(&counted[0]["failed"], "failed"), 0.0);
 
     // Webhook: the three servers answered the review; the paired figures exist.
     let rate = number(&settings["webhook_rates"][0], "webhook rate");
@@ -136,13 +188,10 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
 
     // Instructions: every process counted, over exactly the requests sent.
     let counted = &summary["instructions"]["instructions_per_request"];
-    for target in [
-        "sidecar",
-        "sidecar+sanity",
-        "nginx",
-        "webhook",
-        "axum+rustls floor",
-    ] {
+    for target in ["sidecar", "nginx", "webhook", "axum+rustls floor"]
+        .into_iter()
+        .chain(CHECKED)
+    {
         assert!(
             counted[target].as_u64().is_some_and(|n| n > 1000),
             "{target}: {counted}"
@@ -205,6 +254,8 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
     assert!(md.contains("| target | bound | measured | met |"), "{md}");
     for row in [
         "sidecar CPU/request ÷ nginx",
+        "sidecar+sanity v2 CPU/request ÷ nginx",
+        "sidecar+sanity sse CPU/request ÷ nginx",
         "sidecar saturation throughput ÷ nginx",
         "sidecar added p99",
         "sidecar peak RSS",
@@ -212,6 +263,7 @@ fn bench_run_smoke_writes_every_figure_against_its_baselines() {
         "webhook saturation throughput ÷ axum+rustls floor",
         "false rollbacks per healthy canary step",
         "scale-connections p99",
+        "sidecar+sanity added time to first byte p99, SSE",
         "warm signature check p99",
         "cold key v3 bundle verification p99",
         "cold keyless v3 bundle verification p99",

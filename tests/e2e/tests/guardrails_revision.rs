@@ -230,12 +230,14 @@ async fn both_revisions_slowed_alike_are_not_rolled_back_but_a_canary_slowed_alo
     for _ in 0..rounds {
         round(&alike).await;
     }
-    let v = alike[1].guardrails().await;
-    let f = finding(&v, "latency_regression");
-    assert!(
-        f["requests"].as_u64().unwrap_or(0) >= 50 * 2 * rounds,
-        "judged on every canary request: {v}"
-    );
+    // The judgement runs on its own tick: the last round's requests reach the verdict
+    // at the next one.
+    let (v, f) = eventually("judged on every canary request", WAIT, || async {
+        let v = alike[1].guardrails().await;
+        let f = finding(&v, "latency_regression").clone();
+        (f["requests"].as_u64().unwrap_or(0) >= 50 * 2 * rounds).then_some((v, f))
+    })
+    .await;
     assert!(
         f["baseline"].as_f64().unwrap_or(0.0) >= 0.3,
         "stable p99: {f}"

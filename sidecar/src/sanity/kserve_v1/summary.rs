@@ -70,7 +70,7 @@ macro_rules! scalar_visits {
 
 /// Any value, read and dropped. Unlike `serde::de::IgnoredAny` it decodes strings, so
 /// what the tree path rejects (lone surrogates, invalid UTF-8) is rejected here too.
-struct Skip;
+pub(in crate::sanity) struct Skip;
 
 impl<'de> serde::Deserialize<'de> for Skip {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
