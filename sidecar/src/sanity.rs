@@ -6,6 +6,7 @@ mod json;
 mod kserve_v1;
 mod oip_v2;
 mod openai;
+mod read;
 mod rules;
 
 use serde_json::Value;

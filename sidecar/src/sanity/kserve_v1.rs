@@ -8,8 +8,8 @@ use crate::config::SanityConfig;
 
 mod summary;
 
+pub(super) use summary::summarize;
 use summary::Summary;
-pub(super) use summary::{summarize, Skip};
 
 /// Number of `instances` (or `inputs`) in a V1 request body; `None` if not V1 JSON.
 pub fn count_instances(body: &[u8]) -> Option<usize> {

@@ -5,20 +5,24 @@
 //! checks need (no JSON tree: building one was most of the cost of a checked answer),
 //! and falls back to the tree (`check`) on anything but plain, strict JSON objects.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::{json::for_each_leaf, kserve_v1::Skip, Findings};
+use super::{
+    json::for_each_leaf,
+    read::{self, Fields, Object, Text},
+    Findings,
+};
 
 /// What the checks need from one output.
 #[derive(Debug, Default, PartialEq)]
 pub(super) struct Output<'a> {
-    name: Option<&'a str>,
+    name: Option<Cow<'a, str>>,
     /// `None` when absent or not an array of unsigned integers.
     shape: Option<Vec<u64>>,
-    datatype: Option<&'a str>,
+    datatype: Option<Cow<'a, str>>,
     /// `None` when `data` is absent (a `null` is one leaf).
     data: Option<Leaves>,
 }
@@ -101,12 +105,12 @@ pub(super) fn check(v: &Value, expected: &[String], f: &mut Findings<'_>) {
         outputs
             .iter()
             .map(|o| Output {
-                name: o.get("name").and_then(Value::as_str),
+                name: o.get("name").and_then(Value::as_str).map(Cow::Borrowed),
                 shape: o
                     .get("shape")
                     .and_then(Value::as_array)
                     .and_then(|dims| dims.iter().map(Value::as_u64).collect()),
-                datatype: o.get("datatype").and_then(Value::as_str),
+                datatype: o.get("datatype").and_then(Value::as_str).map(Cow::Borrowed),
                 data: o.get("data").map(|data| {
                     let mut leaves = Leaves::default();
                     for_each_leaf(data, &mut |leaf| leaves.leaf(leaf));
@@ -127,7 +131,7 @@ pub(super) fn judge(outputs: Option<&[Output<'_>]>, expected: &[String], f: &mut
         }
     };
     for name in expected {
-        if !outputs.iter().any(|o| o.name == Some(name.as_str())) {
+        if !outputs.iter().any(|o| o.name.as_deref() == Some(name)) {
             f.fail("missing_output");
         }
     }
@@ -136,7 +140,7 @@ pub(super) fn judge(outputs: Option<&[Output<'_>]>, expected: &[String], f: &mut
             f.fail("shape_mismatch");
             continue;
         };
-        let (type_ok, finite) = data.fit(output.datatype.unwrap_or(""));
+        let (type_ok, finite) = data.fit(output.datatype.as_deref().unwrap_or(""));
         let expected = shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(*d));
         if expected != Some(data.count) {
             f.fail("shape_mismatch");
@@ -150,114 +154,40 @@ pub(super) fn judge(outputs: Option<&[Output<'_>]>, expected: &[String], f: &mut
     }
 }
 
-/// Reads `body` as strict JSON into its outputs; `None` when it is not strict JSON, or
-/// its top level or an output is not an object, a key repeats, a key or the name or
-/// datatype has escapes, or the data holds an object: the caller then takes the tree
-/// path, whose answers these are on every body this accepts.
+/// Reads `body` as strict JSON into its outputs (`None` inside when absent or `null`);
+/// `None` when it is not strict JSON, or its top level or an output is not an object,
+/// a key repeats, a read field has another type than the tree reads, or the data holds
+/// an object: the caller then takes the tree path.
 pub(super) fn summarize(body: &[u8]) -> Option<Option<Vec<Output<'_>>>> {
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let outputs = de.deserialize_map(Top).ok()?;
-    de.end().ok()?;
-    Some(outputs)
+    read::object::<Top>(body).map(|Top(outputs)| outputs)
 }
 
-fn repeated<E: serde::de::Error>(key: &str) -> E {
-    E::custom(format_args!("repeated key {key}"))
-}
+#[derive(Default)]
+struct Top<'a>(Option<Vec<Output<'a>>>);
 
-/// The top-level object: its `outputs` (`None` when absent or `null`).
-struct Top;
-
-impl<'de> Visitor<'de> for Top {
-    type Value = Option<Vec<Output<'de>>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an OIP v2 response object")
+impl<'de> Fields<'de> for Top<'de> {
+    const KEYS: &'static [&'static str] = &["outputs"];
+    fn field<A: MapAccess<'de>>(&mut self, _: usize, map: &mut A) -> Result<(), A::Error> {
+        let outputs: Option<Vec<Object<Output<'de>>>> = map.next_value()?;
+        self.0 = outputs.map(|o| o.into_iter().map(|Object(o)| o).collect());
+        Ok(())
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut outputs = None;
-        let mut seen = false;
-        while let Some(key) = map.next_key::<&'de str>()? {
-            if key != "outputs" {
-                map.next_value::<Skip>()?;
-            } else if std::mem::replace(&mut seen, true) {
-                return Err(repeated("outputs"));
-            } else {
-                outputs = map.next_value_seed(OptionalOutputs)?;
+}
+
+impl<'de> Fields<'de> for Output<'de> {
+    const KEYS: &'static [&'static str] = &["name", "shape", "datatype", "data"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.name = map.next_value::<Option<Text>>()?.map(|t| t.0),
+            1 => self.shape = map.next_value()?,
+            2 => self.datatype = map.next_value::<Option<Text>>()?.map(|t| t.0),
+            _ => {
+                let mut leaves = Leaves::default();
+                map.next_value_seed(LeavesSeed(&mut leaves))?;
+                self.data = Some(leaves);
             }
         }
-        Ok(outputs)
-    }
-}
-
-struct OptionalOutputs;
-
-impl<'de> DeserializeSeed<'de> for OptionalOutputs {
-    type Value = Option<Vec<Output<'de>>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for OptionalOutputs {
-    type Value = Option<Vec<Output<'de>>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of outputs or null")
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut outputs = Vec::new();
-        while let Some(output) = seq.next_element_seed(OutputSeed)? {
-            outputs.push(output);
-        }
-        Ok(Some(outputs))
-    }
-}
-
-struct OutputSeed;
-
-impl<'de> DeserializeSeed<'de> for OutputSeed {
-    type Value = Output<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for OutputSeed {
-    type Value = Output<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an output object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Output::default();
-        let mut seen = [false; 4];
-        while let Some(key) = map.next_key::<&'de str>()? {
-            let slot = match key {
-                "name" => 0,
-                "shape" => 1,
-                "datatype" => 2,
-                "data" => 3,
-                _ => {
-                    map.next_value::<Skip>()?;
-                    continue;
-                }
-            };
-            if std::mem::replace(&mut seen[slot], true) {
-                return Err(repeated(key));
-            }
-            match slot {
-                0 => out.name = map.next_value()?,
-                1 => out.shape = map.next_value()?,
-                2 => out.datatype = map.next_value()?,
-                _ => {
-                    let mut leaves = Leaves::default();
-                    map.next_value_seed(LeavesSeed(&mut leaves))?;
-                    out.data = Some(leaves);
-                }
-            }
-        }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -2,10 +2,13 @@
 
 use std::{borrow::Cow, fmt};
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::{kserve_v1::Skip, Findings};
+use super::{
+    read::{self, leaf_visits, scalar_visits, Fields, Object, Skip, Text},
+    Findings,
+};
 
 /// True when the body is a Server-Sent Events stream rather than one JSON document.
 pub(super) fn is_event_stream(body: &[u8]) -> bool {
@@ -147,147 +150,51 @@ fn absorb(c: &mut Choice, item: &ChoicePart<'_>) {
 /// One streamed event's choices read straight from its JSON, with no tree; `None` when
 /// the event is not strict JSON, or is not an object, or a choice or its `message` or
 /// `delta` is not an object, or a key repeats, or a read field has another type than
-/// the tree path reads: the caller then parses the tree, whose answers these are.
+/// the tree path reads: the caller then parses the tree.
 fn event_choices(data: &str) -> Option<Vec<ChoicePart<'_>>> {
-    let mut de = serde_json::Deserializer::from_str(data);
-    let choices = de.deserialize_map(Event).ok()?;
-    de.end().ok()?;
-    Some(choices)
-}
-
-fn repeated<E: de::Error>(key: &str) -> E {
-    E::custom(format_args!("repeated key {key}"))
-}
-
-/// A JSON string, borrowed from the input unless it has escapes.
-struct Text<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Borrowed(s)))
-    }
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<Text<'de>, E> {
-        Ok(Text(Cow::Owned(s.to_owned())))
-    }
+    read::object::<Event>(data.as_bytes()).map(|Event(choices)| choices)
 }
 
 fn text<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
     Ok(map.next_value::<Option<Text<'de>>>()?.map(|t| t.0))
 }
 
-/// Reads an object's entries: `field` is called with each key the caller knows (by its
-/// position in `keys`), once; other values are read and dropped.
-fn fields<'de, A: MapAccess<'de>>(
-    mut map: A,
-    keys: &[&str],
-    mut field: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
-) -> Result<(), A::Error> {
-    let mut seen = [false; 8];
-    while let Some(key) = map.next_key::<Text<'de>>()? {
-        match keys.iter().position(|k| *k == key.0) {
-            Some(i) if std::mem::replace(&mut seen[i], true) => return Err(repeated(&key.0)),
-            Some(i) => field(i, &mut map)?,
-            None => {
-                map.next_value::<Skip>()?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A streamed event: its `choices` (none when absent or `null`).
-struct Event;
+#[derive(Default)]
+struct Event<'a>(Vec<ChoicePart<'a>>);
 
-impl<'de> Visitor<'de> for Event {
-    type Value = Vec<ChoicePart<'de>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an event object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let mut choices = Vec::new();
-        fields(map, &["choices"], |_, map| {
-            choices = map
-                .next_value::<Option<Vec<ChoiceSeed<'de>>>>()?
-                .unwrap_or_default()
-                .into_iter()
-                .map(|c| c.0)
-                .collect();
-            Ok(())
-        })?;
-        Ok(choices)
+impl<'de> Fields<'de> for Event<'de> {
+    const KEYS: &'static [&'static str] = &["choices"];
+    fn field<A: MapAccess<'de>>(&mut self, _: usize, map: &mut A) -> Result<(), A::Error> {
+        let choices: Option<Vec<Object<ChoicePart<'de>>>> = map.next_value()?;
+        self.0 = choices.into_iter().flatten().map(|Object(c)| c).collect();
+        Ok(())
     }
 }
 
-struct ChoiceSeed<'de>(ChoicePart<'de>);
-
-impl<'de> Deserialize<'de> for ChoiceSeed<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(ChoiceVisitor).map(ChoiceSeed)
+impl<'de> Fields<'de> for ChoicePart<'de> {
+    const KEYS: &'static [&'static str] = &["index", "message", "delta", "text", "finish_reason"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        match i {
+            0 => self.index = map.next_value()?,
+            1 => self.message = map.next_value::<Option<Object<Part>>>()?.map(|Object(p)| p),
+            2 => self.delta = map.next_value::<Option<Object<Part>>>()?.map(|Object(p)| p),
+            3 => self.text = text(map)?,
+            _ => self.finish_reason = text(map)?,
+        }
+        Ok(())
     }
 }
 
-struct ChoiceVisitor;
-
-impl<'de> Visitor<'de> for ChoiceVisitor {
-    type Value = ChoicePart<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a choice object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let mut c = ChoicePart::default();
-        let keys = ["index", "message", "delta", "text", "finish_reason"];
-        fields(map, &keys, |i, map| {
-            match i {
-                0 => c.index = map.next_value()?,
-                1 => c.message = map.next_value::<Option<PartSeed<'de>>>()?.map(|p| p.0),
-                2 => c.delta = map.next_value::<Option<PartSeed<'de>>>()?.map(|p| p.0),
-                3 => c.text = text(map)?,
-                _ => c.finish_reason = text(map)?,
-            }
-            Ok(())
-        })?;
-        Ok(c)
-    }
-}
-
-struct PartSeed<'de>(Part<'de>);
-
-impl<'de> Deserialize<'de> for PartSeed<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(PartVisitor).map(PartSeed)
-    }
-}
-
-struct PartVisitor;
-
-impl<'de> Visitor<'de> for PartVisitor {
-    type Value = Part<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a message or delta object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        let mut p = Part::default();
-        fields(map, &["content", "tool_calls"], |i, map| {
-            if i == 0 {
-                p.content = text(map)?;
-            } else {
-                p.tool_calls = map.next_value::<ToolCalls>()?.0;
-            }
-            Ok(())
-        })?;
-        Ok(p)
+impl<'de> Fields<'de> for Part<'de> {
+    const KEYS: &'static [&'static str] = &["content", "tool_calls"];
+    fn field<A: MapAccess<'de>>(&mut self, i: usize, map: &mut A) -> Result<(), A::Error> {
+        if i == 0 {
+            self.content = text(map)?;
+        } else {
+            self.tool_calls = map.next_value::<ToolCalls>()?.0;
+        }
+        Ok(())
     }
 }
 
@@ -315,28 +222,8 @@ impl<'de> Visitor<'de> for ToolCallsVisitor {
         }
         Ok(ToolCalls(any))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ToolCalls, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(ToolCalls(false))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<ToolCalls, E> {
-        Ok(ToolCalls(false))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<ToolCalls, E> {
-        Ok(ToolCalls(false))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<ToolCalls, E> {
-        Ok(ToolCalls(false))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<ToolCalls, E> {
-        Ok(ToolCalls(false))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<ToolCalls, E> {
-        Ok(ToolCalls(false))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<ToolCalls, E> {
-        Ok(ToolCalls(false))
-    }
+    scalar_visits!(ToolCalls(false));
+    leaf_visits!(ToolCalls(false));
 }
 
 fn judge(choices: &[Choice], max_repeat: usize, f: &mut Findings<'_>) {

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::sanity::read::{leaf_visits, scalar_visits, Skip};
+
 /// What the checks need from a V1 response.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(in crate::sanity) struct Summary {
@@ -30,65 +32,6 @@ pub(in crate::sanity) fn summarize(body: &[u8], epsilon: f64) -> Option<Summary>
     let summary = Top { epsilon }.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(summary)
-}
-
-/// Accepts (and, for objects, reads through) booleans, strings and objects as `$out`,
-/// so shapes the checks do not look into read as "absent" (what `Value::get` and
-/// `as_array` give) rather than as a type error.
-macro_rules! leaf_visits {
-    ($out:expr) => {
-        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<Skip, Skip>()?.is_some() {}
-            Ok($out)
-        }
-    };
-}
-
-/// Accepts numbers and `null` as `$out`.
-macro_rules! scalar_visits {
-    ($out:expr) => {
-        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-    };
-}
-
-/// Any value, read and dropped. Unlike `serde::de::IgnoredAny` it decodes strings, so
-/// what the tree path rejects (lone surrogates, invalid UTF-8) is rejected here too.
-pub(in crate::sanity) struct Skip;
-
-impl<'de> serde::Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
-        d.deserialize_any(Skip)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip {
-    type Value = Skip;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    scalar_visits!(Skip);
-    leaf_visits!(Skip);
 }
 
 struct Top {
