@@ -125,27 +125,25 @@ def find_tools(names: list[str], install: bool) -> dict[str, str]:
 
 
 def find_sigstore_js(install: bool) -> str:
-    """sigstore-js's node_modules, the signer of the v3 bundles: $GUARDRAIL_SIGSTORE_JS or
-    the cache, else `npm install`ed there once from tests/e2e/signers/package.json (what
-    tests/setup/sigstore-js.sh does for the suite)."""
+    """sigstore-js's node_modules, the signer of the v3 bundles: $GUARDRAIL_SIGSTORE_JS,
+    else what the suite's own installer (tests/setup/sigstore-js.sh, pinned by
+    tests/e2e/signers/package.json, idempotent) puts in the cache."""
     if os.environ.get("GUARDRAIL_SIGSTORE_JS"):
         return os.environ["GUARDRAIL_SIGSTORE_JS"]
-    home = cache_dir() / "sigstore-js"
-    pinned = (ROOT / "tests/e2e/signers/package.json").read_text()
-    ours = home / "package.json"
-    if (home / "node_modules/@sigstore/oci").is_dir() and ours.exists() \
-            and ours.read_text() == pinned:
-        return str(home / "node_modules")
+    modules = cache_dir() / "sigstore-js/node_modules"
     if not install:
-        raise BenchError(f"sigstore-js is missing from {home}: drop --no-install")
-    if not shutil.which("npm"):
-        raise BenchError("npm is missing (sigstore-js signs the v3 bundles): install Node.js")
-    print(f"npm install sigstore-js into {home}", flush=True)
-    home.mkdir(parents=True, exist_ok=True)
-    ours.write_text(pinned)
-    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=home,
-                   check=True, stdout=subprocess.DEVNULL)
-    return str(home / "node_modules")
+        if not (modules / "@sigstore/oci").is_dir():
+            raise BenchError(f"sigstore-js is missing from {modules}: drop --no-install")
+        return str(modules)
+    # The script asks tests/run.sh's helpers for logging and for Debian packages (npm).
+    script = ('log() { echo "bench/run: $*" >&2; }; '
+              'apt_need() { echo "bench/run: missing $*: install Node.js and npm" >&2; exit 1; }; '
+              '. tests/setup/sigstore-js.sh && echo "$GUARDRAIL_SIGSTORE_JS"')
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "GUARDRAIL_CACHE": str(cache_dir())})
+    if done.returncode != 0:
+        raise BenchError("tests/setup/sigstore-js.sh failed: see above")
+    return done.stdout.strip().splitlines()[-1]
 
 
 def binaries(bin_dir: Path | None) -> dict[str, Path]:

@@ -96,7 +96,7 @@ def summarise(rows: list[dict], mode=None) -> dict:
     ratios = {}
     if "sidecar" in per and "nginx" in per:
         ratios["sidecar/nginx"] = round(per["sidecar"] / per["nginx"], 3)
-    for name in [p[0] for p in sidecar.PROTOCOLS]:
+    for name in sidecar.CHECKED:
         if name in per and "nginx" in per:
             ratios[f"{name}/nginx"] = round(per[name] / per["nginx"], 3)
     if "webhook" in per and "axum+rustls floor" in per:

@@ -11,9 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .sidecar import PROTOCOLS, PROXIES  # noqa: E402
-
-CHECKED = [p[0] for p in PROTOCOLS]  # the sidecar with checks on, one target per protocol
+from .sidecar import CHECKED, PROXIES  # noqa: E402
 
 
 def fmt(s: dict | None, digits: int = 3) -> str:
@@ -181,10 +179,10 @@ def markdown(results: dict, mode) -> str:
                   "v3 bundles by sigstore-js through the referrers tag schema)", "",
                   "| check | checks per run | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|"]
         for kind, f in sig["kinds"].items():
-            unit = "us" if kind == "warm" else "ms"
-            lines.append(f"| {kind} ({'µs' if unit == 'us' else 'ms'}) | {f['checks']} | " +
-                         " | ".join(fmt(f[f"{p}_{unit}"], 2) for p in ("p50", "p90", "p99", "max"))
-                         + " |")
+            unit, label = ("us", "µs") if kind == "warm" else ("ms", "ms")
+            lines.append(f"| {kind} ({label}) | {f['checks']} | " +
+                         " | ".join(fmt(f[f"{p}_{unit}"], 2)
+                                    for p in ("p50", "p90", "p99", "max")) + " |")
         lines += ["", "Registry requests per cold check: " + ", ".join(
             f"{k} {fmt(v, 1)}" for k, v in sig["registry_requests_per_cold_check"].items()) +
             f"; cached checks per second (4 tasks, 2 worker threads): "

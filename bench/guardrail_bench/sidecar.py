@@ -25,6 +25,7 @@ PROTOCOLS = [("sidecar+sanity", PATH, "body.json", "application/json"),
              ("sidecar+sanity v2", "/v2/models/bench/infer", "body-v2.json", "application/json"),
              ("sidecar+sanity sse", "/v1/chat/completions", "body-sse.txt",
               "text/event-stream")]
+CHECKED = [p[0] for p in PROTOCOLS]  # the sidecar with its checks on, once per protocol
 
 
 def pad(text: str, size: int = 1024) -> str:
@@ -39,26 +40,31 @@ def body_1k() -> str:
 
 
 def body_v2_1k() -> str:
-    """An OIP v2 answer (80 × 2 FP32 probabilities, its shape matching), 1024 bytes."""
+    """An OIP v2 answer (70 × 2 FP32 probabilities, its shape matching), 1024 bytes."""
     return pad(json.dumps({"model_name": "bench", "id": "1", "outputs": [
         {"name": "probabilities", "shape": [70, 2], "datatype": "FP32",
          "data": [0.125, 0.875] * 70}]}, separators=(",", ":")))
 
 
+def sse_chunk(delta: dict, finish: str | None = None) -> str:
+    """One event of an OpenAI chat completion streamed as Server-Sent Events."""
+    return "data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk",
+                                  "choices": [{"index": 0, "delta": delta,
+                                               "finish_reason": finish}]},
+                                 separators=(",", ":")) + "\n\n"
+
+
+def sse_events(words: list[str]) -> list[str]:
+    """A chat completion streamed as a chunk per word, a final chunk with
+    `finish_reason: stop`, then `[DONE]`."""
+    return [sse_chunk({"content": w}) for w in words] + [sse_chunk({}, "stop") +
+                                                         "data: [DONE]\n\n"]
+
+
 def body_sse_1k() -> str:
-    """An OpenAI chat completion streamed as Server-Sent Events: a chunk per word, a
-    final chunk with `finish_reason: stop`, then `[DONE]`; 1024 bytes (the padding is an
-    SSE comment)."""
-    def chunk(delta: dict, finish=None) -> str:
-        return "data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk",
-                                      "choices": [{"index": 0, "delta": delta,
-                                                   "finish_reason": finish}]},
-                                     separators=(",", ":")) + "\n\n"
-    words = ["The", " model", " answers", " in", " plain", " words", "."]
-    text = "".join(chunk({"content": w}) for w in words)
-    text += chunk({}, "stop") + "data: [DONE]\n\n"
-    comment = ": " + "x" * (1024 - len(text) - 4) + "\n\n"
-    return pad(comment + text)
+    """A streamed chat completion of 1024 bytes (the padding is an SSE comment)."""
+    text = "".join(sse_events(["The", " model", " answers", " in", " plain", " words", "."]))
+    return pad(": " + "x" * (1024 - len(text) - 4) + "\n\n" + text)
 
 
 def write_bodies(work) -> None:
@@ -68,6 +74,9 @@ def write_bodies(work) -> None:
 
 
 def nginx_upstream(work, port) -> str:
+    """The model: each protocol's answer on its path."""
+    locations = "".join(f"    location = {path} {{ default_type {kind}; "
+                        f"try_files /{file} =404; }}\n" for _, path, file, kind in PROTOCOLS)
     return f"""
 worker_processes 1;
 pid {work}/upstream.pid;
@@ -79,14 +88,7 @@ http {{
   server {{
     listen 127.0.0.1:{port} reuseport backlog=4096;
     root {work};
-    location / {{ default_type application/json; try_files /body.json =404; }}
-    location = /v2/models/bench/infer {{
-      default_type application/json; try_files /body-v2.json =404;
-    }}
-    location = /v1/chat/completions {{
-      default_type text/event-stream; try_files /body-sse.txt =404;
-    }}
-  }}
+{locations}  }}
 }}
 """
 
@@ -181,9 +183,11 @@ def start_proxies(ctx, procs: Processes, workers: int, work) -> list[measure.Tar
     return targets
 
 
-def sanity_counts(admin: int) -> dict[str, float]:
-    """The checked sidecar's own count of checked, unchecked and failed responses."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+def require_sane(proc, answered: int, what: str) -> dict[str, float]:
+    """The checked sidecar's own count of checked, unchecked and failed responses,
+    which must have checked every one of the `answered` and failed none: a failing
+    check would time the failure path, an unchecked answer no check at all."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{proc.admin}/metrics", timeout=10) as r:
         text = r.read().decode()
     counts = {"checked": 0.0, "unchecked": 0.0, "failed": 0.0}
     names = {"guardrail_sanity_checked_total": "checked",
@@ -193,7 +197,9 @@ def sanity_counts(admin: int) -> dict[str, float]:
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in names:
             counts[names[name]] += float(line.rsplit(" ", 1)[1])
-    return counts
+    if counts["failed"] or counts["checked"] < answered:
+        raise BenchError(f"{what}: {counts} for {answered} answers; its log is {proc.log}")
+    return {"answered": answered, **counts}
 
 
 def run(ctx) -> list[dict]:
@@ -211,22 +217,15 @@ def run(ctx) -> list[dict]:
                                 connections=64,
                                 labels={"scenario": "sidecar", "workers": workers})
             measured = measure.run(ctx.oha, targets, plan, ctx.say)
-            # The checked paths must have been checked, and found sane: a failing check
-            # would time the failure path, and an unchecked answer no check at all.
-            counts = sanity_counts(targets[-1].proc.admin)
-            answered = sum(r["requests"] for r in measured
-                           if r["target"] in [p[0] for p in PROTOCOLS])
-            if counts["failed"] or counts["checked"] < answered:
-                raise BenchError(f"sidecar with checks, {workers} worker(s): {counts} for "
-                                 f"{answered} answered requests; its log is "
-                                 f"{targets[-1].proc.log}")
-            rows += measured
-            rows.append({"scenario": "sidecar-sanity-counts", "workers": workers,
-                         "answered": answered, **counts})
+            counts = require_sane(targets[-1].proc,
+                                  sum(r["requests"] for r in measured if r["target"] in CHECKED),
+                                  f"sidecar with checks, {workers} worker(s)")
+            rows += measured + [{"scenario": "sidecar-sanity-counts", "workers": workers,
+                                 **counts}]
     return rows
 
 
-PROXIES = ["sidecar", "nginx", "haproxy"] + [p[0] for p in PROTOCOLS]
+PROXIES = ["sidecar", "nginx", "haproxy"] + CHECKED
 
 
 def summarise(rows: list[dict], mode) -> dict:
@@ -257,7 +256,7 @@ def summarise(rows: list[dict], mode) -> dict:
             entry["ratios"] = {
                 f"{a}/{b} {m}": measure.paired(rows, a, b, key, "ratio", **at)
                 for a, b in [("sidecar", "nginx"), ("sidecar", "haproxy")]
-                + [(p[0], "nginx") for p in PROTOCOLS]
+                + [(name, "nginx") for name in CHECKED]
                 for m, key in [("cpu", "cpu_s_per_1000"), ("rps", "rps")]
             }
             per_rate["saturation" if rate is None else str(rate)] = entry

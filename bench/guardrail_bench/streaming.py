@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import sys
 import time
 
@@ -28,14 +26,8 @@ CONNECTIONS = 4
 
 
 def events(n: int) -> list[bytes]:
-    """A chat completion of `n` chunks: a word each, then `finish_reason: stop`."""
-    def chunk(delta: dict, finish=None) -> bytes:
-        return ("data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk",
-                                       "choices": [{"index": 0, "delta": delta,
-                                                    "finish_reason": finish}]}) +
-                "\n\n").encode()
-    out = [chunk({"content": f" word{i}"}) for i in range(n - 1)]
-    return out + [chunk({}, "stop") + b"data: [DONE]\n\n"]
+    """A chat completion of `n` events: a word each, then `finish_reason: stop`."""
+    return [e.encode() for e in sidecar.sse_events([f" word{i}" for i in range(n - 1)])]
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:
@@ -76,7 +68,7 @@ async def one_stream(reader, writer, host: str) -> tuple[float, float, bytes]:
     sent = time.perf_counter()
     head = await read_head(reader)
     status = head.split(b"\r\n", 1)[0]
-    if b" 200 " not in status + b" ":
+    if status.split()[1:2] != [b"200"]:
         raise BenchError(f"{host}{PATH} answered {status!r}")
     headers = head.lower()
     first = None
@@ -142,20 +134,19 @@ def run(ctx) -> list[dict]:
         env = {"TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
         proxy = procs.start("sse-sidecar", sidecar.sidecar_cmd(ctx, port, admin, up, {}),
                             port, env=env)
+        proxy.admin = admin
         targets = [("direct", up, None), ("sidecar+sanity sse", port, proxy)]
         for rep in range(ctx.mode.repetitions):
             shift = rep % len(targets)
             for name, p, proc in targets[shift:] + targets[:shift]:
                 cpu = proc.cpu_seconds() if proc else None
                 times = asyncio.run(load(p, streams, CONNECTIONS))
-                row = {"scenario": "streaming", "target": name, "rep": rep,
+                row = {"scenario": "streaming", "target": name, "rep": rep, "rate": None,
                        "streams": len(times)}
                 for key, i in (("ttfb_ms", 0), ("total_ms", 1)):
                     values = [t[i] * 1e3 for t in times]
-                    row[key] = {"p50": round(percentile(values, 0.5), 4),
-                                "p90": round(percentile(values, 0.9), 4),
-                                "p99": round(percentile(values, 0.99), 4),
-                                "mean": round(statistics.fmean(values), 4)}
+                    row[key] = {p: round(percentile(values, q), 4)
+                                for p, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))}
                 if proc:
                     row["cpu_us_per_stream"] = round(
                         (proc.cpu_seconds() - cpu) / len(times) * 1e6, 1)
@@ -163,12 +154,9 @@ def run(ctx) -> list[dict]:
                         f"{row['ttfb_ms']['p50']:.3f} p99 {row['ttfb_ms']['p99']:.3f} ms, "
                         f"end p50 {row['total_ms']['p50']:.3f} ms")
                 rows.append(row)
-        counts = sidecar.sanity_counts(admin)
-        answered = sum(r["streams"] for r in rows if r["target"] != "direct")
-        if counts["failed"] or counts["checked"] < answered:
-            raise BenchError(f"sse sidecar: {counts} for {answered} streams; its log is "
-                             f"{proxy.log}")
-        rows.append({"scenario": "streaming-sanity-counts", "answered": answered, **counts})
+        counts = sidecar.require_sane(
+            proxy, sum(r["streams"] for r in rows if r["target"] != "direct"), "sse sidecar")
+        rows.append({"scenario": "streaming-sanity-counts", **counts})
     return rows
 
 
@@ -182,9 +170,9 @@ def summarise(rows: list[dict], mode) -> dict:
             for key in ("ttfb_ms", "total_ms") for p in ("p50", "p99")}
     out["targets"]["sidecar+sanity sse"]["cpu_us_per_stream"] = measure.summary(
         measured, "cpu_us_per_stream", target="sidecar+sanity sse")
-    out["added"] = {f"{key}_{p}": measure.paired(
-        [{**r, "rate": None} for r in measured], "sidecar+sanity sse", "direct",
-        f"{key}.{p}", "difference") for key in ("ttfb_ms", "total_ms") for p in ("p50", "p99")}
+    out["added"] = {f"{key}_{p}": measure.paired(measured, "sidecar+sanity sse", "direct",
+                                                 f"{key}.{p}", "difference")
+                    for key in ("ttfb_ms", "total_ms") for p in ("p50", "p99")}
     return out
 
 

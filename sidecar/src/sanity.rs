@@ -116,23 +116,19 @@ impl Checker {
     /// count (KServe V1) when known.
     pub fn check(&self, kind: Kind, instances: Option<usize>, body: &[u8]) -> Findings<'_> {
         // The common cases, a KServe V1 prediction or an OIP v2 answer without custom
-        // rules or scores, are judged while parsing, with no JSON tree; anything unusual (non-finite
-        // tokens, invalid JSON) takes the general path below.
-        if kind == Kind::KserveV1 && self.rules.is_empty() && self.config.score.is_none() {
-            if let Some(summary) = kserve_v1::summarize(body, self.config.probability_epsilon) {
-                let mut findings = Findings::default();
-                kserve_v1::check_summary(&summary, instances, &self.config, &mut findings);
-                return findings;
-            }
-        }
-        if kind == Kind::OipV2 && self.rules.is_empty() && self.config.score.is_none() {
-            if let Some(outputs) = oip_v2::summarize(body) {
-                let mut findings = Findings::default();
-                oip_v2::judge(
-                    outputs.as_deref(),
-                    &self.config.expected_outputs,
-                    &mut findings,
-                );
+        // rules or scores (which need the tree), are judged while parsing, with no JSON
+        // tree; anything unusual (non-finite tokens, invalid JSON) takes the tree path.
+        if self.rules.is_empty() && self.config.score.is_none() {
+            let mut findings = Findings::default();
+            let judged = match kind {
+                Kind::KserveV1 => kserve_v1::summarize(body, self.config.probability_epsilon)
+                    .map(|s| kserve_v1::check_summary(&s, instances, &self.config, &mut findings)),
+                Kind::OipV2 => oip_v2::summarize(body).map(|outputs| {
+                    oip_v2::judge(&outputs, &self.config.expected_outputs, &mut findings)
+                }),
+                _ => None,
+            };
+            if judged.is_some() {
                 return findings;
             }
         }

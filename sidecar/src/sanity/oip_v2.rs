@@ -27,6 +27,18 @@ pub(super) struct Output<'a> {
     data: Option<Leaves>,
 }
 
+/// One leaf of `data`, by what the datatypes tell apart.
+enum Leaf {
+    Null,
+    Bool,
+    Str,
+    /// A number with no fraction or exponent that fits an `i64` or `u64`.
+    Int(i128),
+    /// Any other number.
+    Float,
+    Other,
+}
+
 /// The leaves of `data` (nested arrays flattened), counted by kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(super) struct Leaves {
@@ -34,42 +46,47 @@ pub(super) struct Leaves {
     bools: u64,
     strings: u64,
     nulls: u64,
-    /// Numbers with no fraction or exponent that fit an `i64` or `u64`.
     ints: u64,
     int_min: i128,
     int_max: i128,
-    /// Every other number (serde_json reads them as finite `f64`s).
     floats: u64,
 }
 
 impl Leaves {
-    fn int(&mut self, n: i128) {
-        if self.ints == 0 {
-            (self.int_min, self.int_max) = (n, n);
-        } else {
-            self.int_min = self.int_min.min(n);
-            self.int_max = self.int_max.max(n);
-        }
-        self.ints += 1;
+    fn add(&mut self, leaf: Leaf) {
         self.count += 1;
+        match leaf {
+            Leaf::Null => self.nulls += 1,
+            Leaf::Bool => self.bools += 1,
+            Leaf::Str => self.strings += 1,
+            Leaf::Float => self.floats += 1,
+            Leaf::Int(n) => {
+                if self.ints == 0 {
+                    (self.int_min, self.int_max) = (n, n);
+                } else {
+                    self.int_min = self.int_min.min(n);
+                    self.int_max = self.int_max.max(n);
+                }
+                self.ints += 1;
+            }
+            // Objects fit no datatype: counted, of no kind.
+            Leaf::Other => {}
+        }
     }
 
-    fn leaf(&mut self, v: &Value) {
-        match v {
-            Value::Null => self.nulls += 1,
-            Value::Bool(_) => self.bools += 1,
-            Value::String(_) => self.strings += 1,
+    fn add_value(&mut self, v: &Value) {
+        self.add(match v {
+            Value::Null => Leaf::Null,
+            Value::Bool(_) => Leaf::Bool,
+            Value::String(_) => Leaf::Str,
+            // serde_json's numbers are finite (lenient parsing reads NaN as `null`).
             Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) => return self.int(i.into()),
-                (_, Some(u)) => return self.int(u.into()),
-                // Lenient parsing reads NaN and infinities as numbers: not finite.
-                _ if n.as_f64().is_some_and(f64::is_finite) => self.floats += 1,
-                _ => self.nulls += 1,
+                (Some(i), _) => Leaf::Int(i.into()),
+                (_, Some(u)) => Leaf::Int(u.into()),
+                _ => Leaf::Float,
             },
-            // Objects (and anything else) fit no datatype.
-            _ => {}
-        }
-        self.count += 1;
+            _ => Leaf::Other,
+        });
     }
 
     /// (every leaf fits `datatype`, every float leaf is finite). Floats written as
@@ -101,7 +118,7 @@ impl Leaves {
 
 /// The checks on a parsed tree (lenient JSON, custom rules, unusual shapes).
 pub(super) fn check(v: &Value, expected: &[String], f: &mut Findings<'_>) {
-    let outputs = v.get("outputs").and_then(Value::as_array).map(|outputs| {
+    let outputs = (v.get("outputs").and_then(Value::as_array)).map_or(Vec::new(), |outputs| {
         outputs
             .iter()
             .map(|o| Output {
@@ -113,23 +130,21 @@ pub(super) fn check(v: &Value, expected: &[String], f: &mut Findings<'_>) {
                 datatype: o.get("datatype").and_then(Value::as_str).map(Cow::Borrowed),
                 data: o.get("data").map(|data| {
                     let mut leaves = Leaves::default();
-                    for_each_leaf(data, &mut |leaf| leaves.leaf(leaf));
+                    for_each_leaf(data, &mut |leaf| leaves.add_value(leaf));
                     leaves
                 }),
             })
             .collect::<Vec<_>>()
     });
-    judge(outputs.as_deref(), expected, f);
+    judge(&outputs, expected, f);
 }
 
-pub(super) fn judge(outputs: Option<&[Output<'_>]>, expected: &[String], f: &mut Findings<'_>) {
-    let outputs = match outputs {
-        Some(o) if !o.is_empty() => o,
-        _ => {
-            f.fail("missing_outputs");
-            return;
-        }
-    };
+/// The checks on an answer's outputs (none when `outputs` is absent or not an array).
+pub(super) fn judge(outputs: &[Output<'_>], expected: &[String], f: &mut Findings<'_>) {
+    if outputs.is_empty() {
+        f.fail("missing_outputs");
+        return;
+    }
     for name in expected {
         if !outputs.iter().any(|o| o.name.as_deref() == Some(name)) {
             f.fail("missing_output");
@@ -154,22 +169,21 @@ pub(super) fn judge(outputs: Option<&[Output<'_>]>, expected: &[String], f: &mut
     }
 }
 
-/// Reads `body` as strict JSON into its outputs (`None` inside when absent or `null`);
-/// `None` when it is not strict JSON, or its top level or an output is not an object,
+/// Reads `body` as strict JSON into its outputs (none when absent or `null`); `None` when it is not strict JSON, or its top level or an output is not an object,
 /// a key repeats, a read field has another type than the tree reads, or the data holds
 /// an object: the caller then takes the tree path.
-pub(super) fn summarize(body: &[u8]) -> Option<Option<Vec<Output<'_>>>> {
+pub(super) fn summarize(body: &[u8]) -> Option<Vec<Output<'_>>> {
     read::object::<Top>(body).map(|Top(outputs)| outputs)
 }
 
 #[derive(Default)]
-struct Top<'a>(Option<Vec<Output<'a>>>);
+struct Top<'a>(Vec<Output<'a>>);
 
 impl<'de> Fields<'de> for Top<'de> {
     const KEYS: &'static [&'static str] = &["outputs"];
     fn field<A: MapAccess<'de>>(&mut self, _: usize, map: &mut A) -> Result<(), A::Error> {
         let outputs: Option<Vec<Object<Output<'de>>>> = map.next_value()?;
-        self.0 = outputs.map(|o| o.into_iter().map(|Object(o)| o).collect());
+        self.0 = outputs.into_iter().flatten().map(|Object(o)| o).collect();
         Ok(())
     }
 }
@@ -194,6 +208,13 @@ impl<'de> Fields<'de> for Output<'de> {
 /// Counts the leaves of one value into the accumulator, recursing into arrays.
 struct LeavesSeed<'l>(&'l mut Leaves);
 
+impl LeavesSeed<'_> {
+    fn tally<E>(self, leaf: Leaf) -> Result<(), E> {
+        self.0.add(leaf);
+        Ok(())
+    }
+}
+
 impl<'de> DeserializeSeed<'de> for LeavesSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -211,32 +232,22 @@ impl<'de> Visitor<'de> for LeavesSeed<'_> {
         Ok(())
     }
     fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.0.nulls += 1;
-        self.0.count += 1;
-        Ok(())
+        self.tally(Leaf::Null)
     }
     fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.0.bools += 1;
-        self.0.count += 1;
-        Ok(())
+        self.tally(Leaf::Bool)
     }
     fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        self.0.strings += 1;
-        self.0.count += 1;
-        Ok(())
+        self.tally(Leaf::Str)
     }
     fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<(), E> {
-        self.0.int(n.into());
-        Ok(())
+        self.tally(Leaf::Int(n.into()))
     }
     fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<(), E> {
-        self.0.int(n.into());
-        Ok(())
+        self.tally(Leaf::Int(n.into()))
     }
     fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.0.floats += 1;
-        self.0.count += 1;
-        Ok(())
+        self.tally(Leaf::Float)
     }
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         // An object fits no datatype; rare enough to leave to the tree path.

@@ -10,7 +10,10 @@
 //! `bench/run` runs it once per repetition (its `signatures` scenario). Numbers go
 //! into reports, never into test assertions.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use guardrail_e2e::registry::cosign::{payload, push_signatures, sign_with_keys, KeySigner};
 use guardrail_e2e::registry::keyless::{Identity, TestSigstore};
@@ -88,6 +91,54 @@ fn percentiles(name: &str, mut samples: Vec<Duration>) -> Value {
            "p99_us": us(at(0.99)), "max_us": us(at(1.0))})
 }
 
+/// Cache entries expiring at once: every check goes to the registry.
+const COLD: &str = "{positiveTtl: 1ns, negativeTtl: 1ns}";
+
+/// A `signatures:` config with one `rule` covering every image of `host`.
+fn config(host: &str, cache: &str, rule: &str) -> String {
+    format!(
+        "cache: {cache}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  {rule}\n"
+    )
+}
+
+fn key_rule(key: &Path) -> String {
+    format!("keys: [{{file: {}}}]", key.display())
+}
+
+fn keyless_rule(root: &Path, issuer: &str, subject: &str) -> String {
+    format!(
+        "keyless:\n    trustedRoot: {}\n    identities: [{{issuer: \"{issuer}\", subject: \"{subject}\"}}]",
+        root.display()
+    )
+}
+
+/// What the run found: each kind's percentiles and, for the cold ones, the registry
+/// requests per check.
+struct Report {
+    cold: usize,
+    kinds: serde_json::Map<String, Value>,
+    requests: serde_json::Map<String, Value>,
+}
+
+impl Report {
+    /// `cold` checks of `image` on `reg`, reported as "cold `kind`".
+    async fn cold(
+        &mut self,
+        kind: &str,
+        v: &SignatureVerifier,
+        reg: &TestRegistry,
+        image: &Reference,
+    ) {
+        let before = registry_requests(reg);
+        let samples = timed(v, image, self.cold).await;
+        let per_check = (registry_requests(reg) - before) as f64 / self.cold as f64;
+        let name = format!("cold {kind}");
+        self.kinds.insert(name.clone(), percentiles(&name, samples));
+        self.requests.insert(kind.into(), per_check.into());
+        println!("registry requests per {name} check: {per_check:.1}");
+    }
+}
+
 fn registry_requests(reg: &TestRegistry) -> usize {
     (reg.log().lines())
         .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
@@ -97,31 +148,21 @@ fn registry_requests(reg: &TestRegistry) -> usize {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
-    let mut kinds = serde_json::Map::new();
+    let mut report = Report {
+        cold: args.cold,
+        kinds: serde_json::Map::new(),
+        requests: serde_json::Map::new(),
+    };
     let reg = TestRegistry::start(RegistryOptions::default());
     let key = KeySigner::new();
     let digest = reg.push_image("models/llm", "v1").await;
     sign_with_keys(&reg, "models/llm", &digest, &[&key]).await;
     let image = reg.pinned("models/llm", &digest);
     let key_file = write(reg.dir.path(), "cosign.pub", &key.public_pem);
-    let config = |cache: &str| {
-        format!(
-            "cache: {cache}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  keys: [{{file: {key}}}]\n",
-            host = reg.host,
-            key = key_file.display()
-        )
-    };
+    let key_rule = key_rule(&key_file);
 
-    // Cold: results expire at once, so every check goes to the registry.
-    let (cold, _) = verifier(&config("{positiveTtl: 1ns, negativeTtl: 1ns}"), None);
-    let before = registry_requests(&reg);
-    let samples = timed(&cold, &image, args.cold).await;
-    let per_check = (registry_requests(&reg) - before) as f64 / args.cold as f64;
-    kinds.insert(
-        "cold key .sig".into(),
-        percentiles("cold key .sig", samples),
-    );
-    println!("registry requests per cold key .sig check: {per_check:.1}");
+    let (v, _) = verifier(&config(&reg.host, COLD, &key_rule), None);
+    report.cold("key .sig", &v, &reg, &image).await;
 
     // Keyless cold path: sigstore-rs fetches the layers and checks chain and SET.
     let sigstore = TestSigstore::new();
@@ -136,20 +177,11 @@ async fn main() {
         true,
     );
     push_signatures(&reg, "models/llm", &keyless_digest, &[layer]).await;
-    let keyless_config = format!(
-        "cache: {{positiveTtl: 1ns}}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  keyless:\n    trustedRoot: {root}\n    identities: [{{issuer: \"{issuer}\", subject: \"{subject}\"}}]\n",
-        host = reg.host,
-        root = sigstore.write_trusted_root(reg.dir.path()).display(),
-        issuer = id.issuer,
-        subject = id.subject
-    );
-    let (keyless, _) = verifier(&keyless_config, None);
-    let keyless_image = reg.pinned("models/llm", &keyless_digest);
-    let samples = timed(&keyless, &keyless_image, args.cold).await;
-    kinds.insert(
-        "cold keyless .sig".into(),
-        percentiles("cold keyless .sig", samples),
-    );
+    let root = sigstore.write_trusted_root(reg.dir.path());
+    let rule = keyless_rule(&root, id.issuer, id.subject);
+    let (v, _) = verifier(&config(&reg.host, COLD, &rule), None);
+    let image_keyless = reg.pinned("models/llm", &keyless_digest);
+    report.cold("keyless .sig", &v, &reg, &image_keyless).await;
 
     // Cold v3 bundle (key-signed, OCI referrers through the tag schema), made by
     // sigstore-js; the registry asks for credentials, as @sigstore/oci needs.
@@ -167,21 +199,11 @@ async fn main() {
             authed.host
         ),
     );
-    let bundle_config = format!(
-        "cache: {{positiveTtl: 1ns, negativeTtl: 1ns}}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  keys: [{{file: {key}}}]\n",
-        host = authed.host,
-        key = key_file.display()
-    );
-    let (bundles, _) = verifier(&bundle_config, Some(&auth_file));
+    let (v, _) = verifier(&config(&authed.host, COLD, &key_rule), Some(&auth_file));
     let bundle_image = authed.pinned("models/llm", &bundle_digest);
-    let before = registry_requests(&authed);
-    let samples = timed(&bundles, &bundle_image, args.cold).await;
-    let bundle_per_check = (registry_requests(&authed) - before) as f64 / args.cold as f64;
-    kinds.insert(
-        "cold key v3 bundle".into(),
-        percentiles("cold key v3 bundle", samples),
-    );
-    println!("registry requests per cold key v3 bundle check: {bundle_per_check:.1}");
+    report
+        .cold("key v3 bundle", &v, &authed, &bundle_image)
+        .await;
 
     // Cold keyless v3 bundle (mock Fulcio and Rekor in the signer's process).
     let keyless_bundle_digest = authed.push_image("models/llm", "v3-keyless").await;
@@ -202,25 +224,21 @@ async fn main() {
         &keyless_bundle_digest,
         &signing,
     );
-    let keyless_bundle_config = format!(
-        "cache: {{positiveTtl: 1ns, negativeTtl: 1ns}}\nregistries: [{{host: \"{host}\", insecure: true}}]\nrules:\n- images: [\"{host}/**\"]\n  keyless:\n    trustedRoot: {root}\n    identities: [{{issuer: \"{issuer}\", subject: \"{subject}\"}}]\n",
-        host = authed.host,
-        root = root.display()
-    );
-    let (keyless_bundles, _) = verifier(&keyless_bundle_config, Some(&auth_file));
-    let keyless_bundle_image = authed.pinned("models/llm", &keyless_bundle_digest);
-    let samples = timed(&keyless_bundles, &keyless_bundle_image, args.cold).await;
-    kinds.insert(
-        "cold keyless v3 bundle".into(),
-        percentiles("cold keyless v3 bundle", samples),
-    );
+    let rule = keyless_rule(&root, issuer, subject);
+    let (v, _) = verifier(&config(&authed.host, COLD, &rule), Some(&auth_file));
+    let image_v3 = authed.pinned("models/llm", &keyless_bundle_digest);
+    report
+        .cold("keyless v3 bundle", &v, &authed, &image_v3)
+        .await;
 
-    // Warm: the verdict is cached after the first check, for the key .sig image and
-    // the keyless v3 bundle alike (the cache does not care what it verified).
-    let (warm, _) = verifier(&config("{}"), None);
+    // Warm: the key .sig image's verdict, cached after the first check (the cache
+    // holds verdicts, whatever kind of signature they came from).
+    let (warm, _) = verifier(&config(&reg.host, "{}", &key_rule), None);
     assert_eq!(warm.check(&image).await, ImageVerdict::Allowed);
     let samples = timed(&warm, &image, args.warm).await;
-    kinds.insert("warm".into(), percentiles("warm", samples));
+    report
+        .kinds
+        .insert("warm".into(), percentiles("warm", samples));
 
     let started = Instant::now();
     let per_task = args.checks.div_ceil(THROUGHPUT_TASKS);
@@ -245,9 +263,8 @@ async fn main() {
 
     if let Some(path) = args.json {
         let out = json!({
-            "kinds": kinds,
-            "registry_requests_per_cold_check": {
-                "key .sig": per_check, "key v3 bundle": bundle_per_check},
+            "kinds": report.kinds,
+            "registry_requests_per_cold_check": report.requests,
             "cached_checks_per_s": checks_per_s.round(),
             "throughput_tasks": THROUGHPUT_TASKS,
             "worker_threads": 2,
